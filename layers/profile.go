@@ -1,0 +1,59 @@
+package layers
+
+import (
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// OpKind names the kind of operation an OpRecord describes.
+type OpKind string
+
+// The operation kinds recorded while a model graph is built.
+const (
+	OpConv      OpKind = "conv"      // a convolution (MACs = output elements x Cin/groups x kh x kw)
+	OpLinear    OpKind = "linear"    // a fully connected layer (MACs = in x out)
+	OpBatchNorm OpKind = "batchnorm" // a batch normalisation (Elements = input elements)
+	OpReLU      OpKind = "relu"      // a ReLU (Elements = input elements)
+	OpGAP       OpKind = "gap"       // a global average pool (Elements = input elements, Out = pooled shape)
+)
+
+// OpRecord describes one operation of a model as it was built: its scope, kind, output shape and cost per
+// image. It is the raw material of the complexity report (params, MACs, the paper's FLOPs).
+type OpRecord struct {
+	Scope  string // scope path of the layer that built it
+	Kind   OpKind
+	Out    []int  // output dimensions, batch first
+	MACs   int64  // multiply-accumulates per image (conv and linear only)
+	Params int64  // parameters owned by the op (weights, BN affine)
+	Elems  int64  // input elements per image (batchnorm, relu, gap)
+	Detail string // human-readable description
+}
+
+// Profile collects the OpRecords of a graph under construction. Attach one to a graph with AttachProfile
+// before building the model; every layer of this package appends to it.
+type Profile struct {
+	Records []OpRecord
+}
+
+const profileParam = "/seqconv_profile"
+
+// AttachProfile makes the layers built in graph g append their OpRecords to p.
+func AttachProfile(g *Graph, p *Profile) {
+	model.SetGraphParam(g, profileParam, p)
+}
+
+func recordOp(g *Graph, r OpRecord) {
+	v, found := model.GetGraphParam(g, profileParam)
+	if !found {
+		return
+	}
+	if p, ok := v.(*Profile); ok && p != nil {
+		r.Out = append([]int(nil), r.Out...)
+		p.Records = append(p.Records, r)
+	}
+}
+
+// perImage returns the number of elements of one image of x (all axes but the batch axis).
+func perImage(x *Node) int64 {
+	return int64(x.Shape().Size() / x.Shape().Dim(0))
+}

@@ -1,0 +1,102 @@
+package models
+
+import (
+	"fmt"
+
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/model"
+	. "github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/layers"
+)
+
+// Build builds the model's graph on images x [N,H,W,C] (channels last) and returns the logits [N, Classes].
+// Variables are created in scope under the authors' module names ("Init/LinearLayer/weight", ...).
+// It panics (GoMLX style) on an invalid config or input; call Validate first to get an error instead.
+func (c Config) Build(scope *model.Scope, x *Node) *Node {
+	c = c.withDefaults()
+	if err := c.Validate(); err != nil {
+		Panicf("model %s: %v", c.Name, err)
+	}
+	if x.Rank() != 4 || x.Shape().Dim(3) != c.InChannels {
+		Panicf("model %s: want input images [N, H, W, %d] (channels last), got %s", c.Name, c.InChannels, x.Shape())
+	}
+	var act *Node
+	if c.Family == FamilyCIFAR {
+		act = c.buildCIFAR(scope, x)
+	} else {
+		act = c.buildImageNet(scope, x)
+	}
+	pooled := layers.GlobalAvgPool(scope.In("GlobalPool"), act)
+	return layers.Classifier(scope.In("Classifier"), pooled, c.Classes)
+}
+
+func (c Config) seqCfg(stage int) layers.SeqConvConfig {
+	return layers.SeqConvConfig{
+		Granularity:  c.StageK(stage),
+		Bottleneck:   c.Family != FamilyCIFAR || c.Variant == VariantB,
+		Subgroups:    c.StageSubgroups(stage),
+		WindowGroups: c.Window,
+		DropRate:     c.DropRate,
+	}
+}
+
+// stages runs the residual stages and downsampling layers from the streams (raw, act) of the first stage.
+func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
+	widths := c.Widths()
+	for i := range widths {
+		if i > 0 {
+			ext := c.seqCfg(i - 1)
+			raw, act = layers.Downsample(scope.In("Downsample%d", i), act, layers.DownsampleConfig{
+				Channels:      widths[i],
+				Extension:     ext,
+				NextK:         c.StageK(i),
+				NextSubgroups: c.StageSubgroups(i),
+				Released:      c.Downsample == DownsampleReleased,
+			})
+		}
+		stage := scope.In("Stage%d", i+1)
+		for b := range c.BlocksPerStage[i] {
+			raw, act = layers.ResidualBlock(stage.In("%d", b), raw, act, c.seqCfg(i))
+		}
+	}
+	return act
+}
+
+func (c Config) buildCIFAR(scope *model.Scope, x *Node) *Node {
+	widths := c.Widths()
+	_, a := layers.ConvUnit(scope.In("Init"), x).Channels(16).KernelSize(3).Done()
+	head := c.seqCfg(0)
+	head.DropRate = 0 // the stem Head layer has no dropout
+	raw, act := applySeq(layers.SeqConv(scope.In("Head"), a).Dense(), head, widths[0])
+	act = c.stages(scope, raw, act)
+	act = layers.Dropout2d(scope, act, c.DropRate)
+	_, act = layers.ConvUnit(scope.In("Blender"), act).Channels(widths[len(widths)-1]).KernelSize(1).Done()
+	return act
+}
+
+func (c Config) buildImageNet(scope *model.Scope, x *Node) *Node {
+	widths := c.Widths()
+	_, a := layers.ConvUnit(scope.In("Head0"), x).Channels(32).KernelSize(3).Stride(2).Done()
+	_, a = layers.ConvUnit(scope.In("Head1"), a).Channels(32).KernelSize(3).Done()
+	_, a = applySeq(layers.SeqConv(scope.In("Head2"), a).Dense(), c.seqCfg(0), widths[0])
+	raw, act := layers.ConvUnit(scope.In("ShrinkingLayer"), a).Channels(widths[0]).KernelSize(3).Stride(2).
+		Groups(layers.ShrinkGroups(widths[0], c.StageK(0), c.StageSubgroups(0))).Done()
+	act = c.stages(scope, raw, act)
+	_, act = layers.ConvUnit(scope.In("Blender"), act).Channels(widths[len(widths)-1]).KernelSize(1).Done()
+	return act
+}
+
+// applySeq configures a dense stem SeqConv (no window) from cfg and builds it.
+func applySeq(b *layers.SeqConvBuilder, cfg layers.SeqConvConfig, channels int) (raw, act *Node) {
+	b.Granularity(cfg.Granularity).Bottleneck(cfg.Bottleneck).DropRate(cfg.DropRate).Channels(channels)
+	if cfg.Subgroups > 1 {
+		b.Subgroups(cfg.Subgroups)
+	}
+	return b.Done()
+}
+
+// String summarises the config.
+func (c Config) String() string {
+	return fmt.Sprintf("%s(%s classes=%d widths=%v k=%v blocks=%v)", c.Name, c.Family, c.Classes, c.Widths(),
+		[]int(c.Granularity), c.BlocksPerStage)
+}

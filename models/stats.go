@@ -1,0 +1,93 @@
+package models
+
+import (
+	"fmt"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/layers"
+)
+
+// Stats are a model's size and cost for one image at a given resolution, computed from the built graph.
+type Stats struct {
+	Params      int64 // trainable parameters (conv and FC weights, FC bias, BN affine)
+	ConvMACs    int64 // multiply-accumulates of all convolutions, per image
+	FCMACs      int64 // multiply-accumulates of the classifier, per image
+	Resolution  int
+	Records     []layers.OpRecord
+	NumVars     int // variables, trainable or not
+	NumBuffers  int64
+	ConvLayers  int
+	PaperGFLOPs float64 // the paper's FLOPs convention (THOP 2019) / 2^30
+}
+
+// MACs returns conv + FC multiply-accumulates per image.
+func (s Stats) MACs() int64 { return s.ConvMACs + s.FCMACs }
+
+// Inspect builds the model graph (inference mode, batch 1, float32) in a fresh store at the given resolution
+// (0: the config's) and counts its trainable parameters and per-image MACs from the built graph. It does not
+// compile or run the graph.
+func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, err error) {
+	c = c.withDefaults()
+	if err := c.Validate(); err != nil {
+		return Stats{}, fmt.Errorf("model %s: %w", c.Name, err)
+	}
+	if resolution == 0 {
+		resolution = c.Resolution
+	}
+	store := model.NewStore()
+	prof := &layers.Profile{}
+	err = exceptions.TryCatch[error](func() {
+		g := NewGraph(backend, "inspect")
+		model.SetStore(g, store)
+		store.SetTraining(g, false)
+		layers.AttachProfile(g, prof)
+		x := Parameter(g, "x", shapes.Make(dtypes.Float32, 1, resolution, resolution, c.InChannels))
+		c.Build(store.RootScope(), x)
+		g.Finalize()
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("model %s at %dx%d: %w", c.Name, resolution, resolution, err)
+	}
+	stats.Resolution = resolution
+	stats.Records = prof.Records
+	for v := range store.IterVariables() {
+		stats.NumVars++
+		if v.Trainable {
+			stats.Params += int64(v.Shape().Size())
+		} else {
+			stats.NumBuffers += int64(v.Shape().Size())
+		}
+	}
+	var ops float64
+	for _, r := range prof.Records {
+		switch r.Kind {
+		case layers.OpConv:
+			stats.ConvMACs += r.MACs
+			stats.ConvLayers++
+			ops += float64(r.MACs)
+		case layers.OpLinear:
+			stats.FCMACs += r.MACs
+			out := int64(r.Out[len(r.Out)-1])
+			in := r.MACs / out
+			ops += float64((2*in - 1) * out)
+		case layers.OpBatchNorm:
+			ops += float64(4 * r.Elems)
+		case layers.OpReLU:
+			ops += float64(r.Elems)
+		case layers.OpGAP:
+			outPerImage := int64(1)
+			for _, d := range r.Out[1:] {
+				outPerImage *= int64(d)
+			}
+			// THOP 2019's AdaptiveAvgPool2d: (kh*kw + 1) per output element.
+			ops += float64(r.Elems + outPerImage)
+		}
+	}
+	stats.PaperGFLOPs = ops / (1 << 30)
+	return stats, nil
+}
