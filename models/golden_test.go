@@ -1,0 +1,247 @@
+package models_test
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	_ "github.com/gomlx/compute/gobackend"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/ml/train/loss"
+	"github.com/seqconv/seqconv/interop"
+	"github.com/seqconv/seqconv/models"
+)
+
+// golden is one entry of testdata/golden.json (a copy of ../shared/reference/golden.json): float64 outputs
+// of the authors' PyTorch code under the deterministic fill of SPEC.md §5.
+type golden struct {
+	Title       string      `json:"title"`
+	Batch       int         `json:"batch"`
+	Res         int         `json:"res"`
+	Labels      []int32     `json:"labels"`
+	EvalFirst5  [][]float64 `json:"eval_logits_first5"`
+	EvalSum     float64     `json:"eval_logits_sum"`
+	EvalAbsMean float64     `json:"eval_logits_abs_mean"`
+	TrainFirst5 [][]float64 `json:"train_logits_first5"`
+	TrainLoss   float64     `json:"train_loss"`
+	GradL2      float64     `json:"grad_global_l2"`
+	FCBiasGrad  []float64   `json:"fc_bias_grad_first5"`
+}
+
+// hash is SPEC.md §5's h(a,b,c,d) = frac(sin(12.9898a + 78.233b + 37.719c + 4.581d + 0.5) * 43758.5453).
+func hash(a, b, c, d int) float64 {
+	x := math.Sin(12.9898*float64(a)+78.233*float64(b)+37.719*float64(c)+4.581*float64(d)+0.5) * 43758.5453
+	return x - math.Floor(x)
+}
+
+// goldenFill sets every variable of store to SPEC.md §5's deterministic value, computed in PyTorch layout.
+func goldenFill(t *testing.T, store *model.Store) {
+	t.Helper()
+	for v := range store.IterVariables() {
+		path := v.Path()
+		dims := v.Shape().Dimensions
+		layout := interop.LayoutOf(path, len(dims))
+		td := layout.TorchDims(dims)
+		var data []float64
+		n := v.Shape().Size()
+		switch {
+		case strings.HasSuffix(path, "/num_batches_tracked"):
+			continue
+		case layout == interop.ConvHWIO:
+			fanIn := float64(td[1] * td[2] * td[3])
+			data = make([]float64, 0, n)
+			for o := range td[0] {
+				for i := range td[1] {
+					for u := range td[2] {
+						for w := range td[3] {
+							data = append(data, math.Sqrt(6/fanIn)*(2*hash(o, i, u, w)-1))
+						}
+					}
+				}
+			}
+		case layout == interop.LinearIO:
+			data = make([]float64, 0, n)
+			for o := range td[0] {
+				for i := range td[1] {
+					data = append(data, math.Sqrt(3/float64(td[1]))*(2*hash(o, i, 0, 0)-1))
+				}
+			}
+		case strings.HasPrefix(path, "/Classifier/") && strings.HasSuffix(path, "/bias"):
+			data = make([]float64, n)
+			for o := range data {
+				data[o] = 0.01 * float64(o)
+			}
+		case strings.HasSuffix(path, "/weight"), strings.HasSuffix(path, "/running_var"):
+			data = make([]float64, n)
+			for i := range data {
+				data[i] = 1
+			}
+		default: // BN bias, running_mean
+			data = make([]float64, n)
+		}
+		data = interop.FromTorch(layout, dims, data)
+		if err := v.SetValue(tensors.FromFlatDataAndDimensions(data, dims...)); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+}
+
+// goldenInput is x[n,c,h,w] = sin(0.9n + 1.7c + 0.31h + 0.23w), returned channels last.
+func goldenInput(batch, channels, res int) *tensors.Tensor {
+	data := make([]float64, 0, batch*res*res*channels)
+	for n := range batch {
+		for h := range res {
+			for w := range res {
+				for c := range channels {
+					data = append(data, math.Sin(0.9*float64(n)+1.7*float64(c)+0.31*float64(h)+0.23*float64(w)))
+				}
+			}
+		}
+	}
+	return tensors.FromFlatDataAndDimensions(data, batch, res, res, channels)
+}
+
+func loadGolden(t *testing.T) []golden {
+	b, err := os.ReadFile("testdata/golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gs []golden
+	if err := json.Unmarshal(b, &gs); err != nil {
+		t.Fatal(err)
+	}
+	return gs
+}
+
+func assertClose(t *testing.T, what string, got, want, rel float64) {
+	t.Helper()
+	tol := rel * math.Max(math.Abs(want), 1e-12)
+	// Values printed with 8 decimals in the reference limit the attainable precision for small numbers.
+	tol = math.Max(tol, 5e-9)
+	if math.Abs(got-want) > tol || math.IsNaN(got) {
+		t.Errorf("%s = %.12g, want %.12g (rel err %.3g)", what, got, want, math.Abs(got-want)/math.Abs(want))
+	}
+}
+
+// TestGolden reproduces the float64 outputs of the authors' code (SPEC.md §5) for the CIFAR demo model and
+// the ImageNet SeqResNet ModelLite (B22) at 64x64: eval logits, train-mode logits, loss, global gradient L2
+// norm and the classifier-bias gradient, all within 1e-6 relative.
+func TestGolden(t *testing.T) {
+	backend := compute.MustNew()
+	cases := map[string]string{
+		"CIFAR demo SeqResNetB (Demo.py config)":       "seqresnet-cifar-demo",
+		"ImageNet SeqResNet ModelLite config at 64x64": "seqresnet-b22",
+	}
+	for _, gd := range loadGolden(t) {
+		name, ok := cases[gd.Title]
+		if !ok {
+			t.Fatalf("no model for golden case %q", gd.Title)
+		}
+		t.Run(name, func(t *testing.T) {
+			if testing.Short() && name == "seqresnet-b22" {
+				t.Skip("B22 golden case skipped in -short mode")
+			}
+			cfg, err := models.Get(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DropRate = 0
+			x := goldenInput(gd.Batch, cfg.InChannels, gd.Res)
+			labels := tensors.FromValue(gd.Labels)
+
+			store := model.NewStore()
+			evalExec, err := model.NewExec(backend, store, func(scope *model.Scope, x *Node) *Node {
+				scope.Store().SetTraining(x.Graph(), false)
+				return cfg.Build(scope, x)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := evalExec.Compile(x.Shape()); err != nil {
+				t.Fatal(err)
+			}
+			goldenFill(t, store)
+			out, err := evalExec.Call(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logits := out[0].Value().([][]float64)
+			checkLogits(t, "eval", logits, gd.EvalFirst5)
+			var sum, absSum float64
+			for _, row := range logits {
+				for _, v := range row {
+					sum += v
+					absSum += math.Abs(v)
+				}
+			}
+			assertClose(t, "eval logits sum", sum, gd.EvalSum, 1e-6)
+			assertClose(t, "eval mean |logit|", absSum/float64(len(logits)*len(logits[0])), gd.EvalAbsMean, 1e-6)
+
+			// Train mode: batch statistics, mean cross-entropy, gradients of every trainable variable.
+			var gradPaths []string
+			trainExec, err := model.NewExec(backend, store, func(scope *model.Scope, x, labels *Node) []*Node {
+				g := x.Graph()
+				scope.Store().SetTraining(g, true)
+				logits := cfg.Build(scope, x)
+				l := ReduceAllMean(loss.SparseCategoricalCrossEntropyLogits([]*Node{ExpandAxes(labels, -1)}, []*Node{logits}))
+				var vars []*Node
+				gradPaths = gradPaths[:0]
+				for v := range scope.IterVariables() {
+					if v.Trainable {
+						vars = append(vars, v.NodeValue(g))
+						gradPaths = append(gradPaths, v.Path())
+					}
+				}
+				grads := Gradient(l, vars...)
+				var sq *Node
+				for _, gr := range grads {
+					s := ReduceAllSum(Square(gr))
+					if sq == nil {
+						sq = s
+					} else {
+						sq = Add(sq, s)
+					}
+				}
+				bias := grads[len(grads)-1]
+				for i, p := range gradPaths {
+					if p == "/Classifier/bias" {
+						bias = grads[i]
+					}
+				}
+				return []*Node{logits, l, Sqrt(sq), bias}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err = trainExec.Call(x, labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkLogits(t, "train", out[0].Value().([][]float64), gd.TrainFirst5)
+			assertClose(t, "train loss", out[1].Value().(float64), gd.TrainLoss, 1e-6)
+			assertClose(t, "global grad L2", out[2].Value().(float64), gd.GradL2, 1e-6)
+			biasGrad := out[3].Value().([]float64)
+			for i, want := range gd.FCBiasGrad {
+				assertClose(t, "FC bias grad", biasGrad[i], want, 1e-6)
+			}
+			if out[0].DType() != dtypes.Float64 {
+				t.Errorf("logits dtype %s, want float64", out[0].DType())
+			}
+		})
+	}
+}
+
+func checkLogits(t *testing.T, mode string, got [][]float64, want [][]float64) {
+	t.Helper()
+	for n := range want {
+		for i := range want[n] {
+			assertClose(t, mode+" logits", got[n][i], want[n][i], 1e-6)
+		}
+	}
+}
