@@ -14,7 +14,10 @@ package layers
 import (
 	"fmt"
 	"math"
+	"strings"
 
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
@@ -85,10 +88,16 @@ func (l Lowering) resolve(g *Graph) Lowering {
 	if l != LoweringAuto {
 		return l
 	}
-	if g.Backend().Name() == "go" {
+	if isGoBackend(g.Backend()) {
 		return LoweringIm2Col
 	}
 	return LoweringNative
+}
+
+// isGoBackend reports whether b is GoMLX's pure Go backend (its Name is "Go Backend"; it registers as "go").
+func isGoBackend(b compute.Backend) bool {
+	name := strings.ToLower(b.Name())
+	return name == gobackend.BackendName || strings.HasPrefix(name, "go ")
 }
 
 // Conv2D convolves x [N, H, W, Cin] with kernel [kh, kw, Cin/groups, Cout] (HWIO), with the given stride,
