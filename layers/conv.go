@@ -137,35 +137,65 @@ func conv2DIm2Col(x, kernel *Node, stride, groups, padH, padW int) *Node {
 	if ho < 1 || wo < 1 {
 		Panicf("Conv2D: input %dx%d is too small for a %dx%d kernel", h, w, kh, kw)
 	}
-	xp := padZeros(x, padH, padW)
-	var patches *Node
-	if kh == 1 && kw == 1 {
-		patches = xp
-		if stride > 1 {
-			patches = Slice(xp, AxisRange(), AxisRange().Stride(stride), AxisRange().Stride(stride), AxisRange())
-		}
-	} else {
-		shifted := make([]*Node, 0, kh*kw)
-		for u := range kh {
-			for v := range kw {
-				shifted = append(shifted, Slice(xp, AxisRange(),
-					AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
-					AxisRange(v, v+stride*(wo-1)+1).Stride(stride),
-					AxisRange()))
-			}
-		}
-		patches = Concatenate(shifted, -1) // [N, Ho, Wo, kh*kw*Cin], ordered (u, v, c).
-	}
 	if groups == 1 {
-		k2 := Reshape(kernel, kh*kw*cin, cout)
-		return DotGeneral(patches, []int{3}, nil, k2, []int{0}, nil)
+		if stride == 1 && kh > 1 {
+			return conv2DSame(x, kernel)
+		}
+		return matmulLastAxis(im2col(x, kh, kw, stride, padH, padW), Reshape(kernel, kh*kw*cin, cout))
 	}
+	patches := im2col(x, kh, kw, stride, padH, padW) // [N, Ho, Wo, kh*kw*Cin], ordered (u, v, c)
 	cg, og := cin/groups, cout/groups
 	p := Reshape(patches, n, ho, wo, kh*kw, groups, cg)
 	k := Reshape(kernel, kh*kw, cg, groups, og)
 	out := DotGeneral(p, []int{3, 5}, []int{4}, k, []int{0, 1}, []int{2}) // [G, N, Ho, Wo, Og]
 	out = TransposeAllAxes(out, 1, 2, 3, 0, 4)                            // [N, Ho, Wo, G, Og]
 	return Reshape(out, n, ho, wo, cout)
+}
+
+// im2col returns the patches [N, Ho, Wo, kh*kw*C] of x [N, H, W, C], ordered (u, v, c), for a kh x kw kernel
+// with the given stride and zero padding.
+func im2col(x *Node, kh, kw, stride, padH, padW int) *Node {
+	h, w := x.Shape().Dim(1), x.Shape().Dim(2)
+	ho := (h+2*padH-kh)/stride + 1
+	wo := (w+2*padW-kw)/stride + 1
+	xp := padZeros(x, padH, padW)
+	if kh == 1 && kw == 1 {
+		if stride == 1 {
+			return xp
+		}
+		return Slice(xp, AxisRange(), AxisRange().Stride(stride), AxisRange().Stride(stride), AxisRange())
+	}
+	shifted := make([]*Node, 0, kh*kw)
+	for u := range kh {
+		for v := range kw {
+			shifted = append(shifted, Slice(xp, AxisRange(),
+				AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
+				AxisRange(v, v+stride*(wo-1)+1).Stride(stride),
+				AxisRange()))
+		}
+	}
+	return Concatenate(shifted, -1)
+}
+
+// conv2DSame is a stride-1, "same"-padded, ungrouped convolution with a hand-written gradient: the input
+// gradient of such a convolution is the same convolution of the output gradient with the spatially flipped,
+// transposed kernel, so it is lowered like the forward pass (slices, one concatenation, one DotGeneral)
+// instead of differentiating through kh*kw slices, a concatenation and the zero padding. The kernel gradient
+// comes from matmulLastAxis.
+func conv2DSame(x, kernel *Node) *Node {
+	kh, kw, cin, cout := kernel.Shape().Dim(0), kernel.Shape().Dim(1), kernel.Shape().Dim(2), kernel.Shape().Dim(3)
+	padH, padW := (kh-1)/2, (kw-1)/2
+	var dOut *Node
+	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
+		flipped := Transpose(Reverse(kernel, 0, 1), 2, 3) // [kh, kw, Cout, Cin]
+		patches := im2col(dOut, kh, kw, 1, padH, padW)
+		return DotGeneral(patches, []int{3}, nil, Reshape(flipped, kh*kw*cout, cin), []int{0}, nil)
+	})
+	out := matmulLastAxis(im2col(xs, kh, kw, 1, padH, padW), Reshape(kernel, kh*kw*cin, cout))
+	return IdentityWithCustomGradient(out, func(_, v *Node) *Node {
+		dOut = v
+		return v
+	})
 }
 
 // padZeros pads the spatial axes of x [N,H,W,C] with zeros by concatenation (GoMLX's Pad has no gradient).

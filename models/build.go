@@ -64,7 +64,7 @@ func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
 
 func (c Config) buildCIFAR(scope *model.Scope, x *Node) *Node {
 	widths := c.Widths()
-	_, a := layers.ConvUnit(scope.In("Init"), x).Channels(16).KernelSize(3).Done()
+	_, a := layers.ConvUnit(scope.In("Init"), x).Channels(16).KernelSize(3).Stride(c.StemStride).Done()
 	head := c.seqCfg(0)
 	head.DropRate = 0 // the stem Head layer has no dropout
 	raw, act := applySeq(layers.SeqConv(scope.In("Head"), a).Dense(), head, widths[0])

@@ -75,6 +75,9 @@ type Config struct {
 	DropRate float64 `json:"drop_rate"`
 	// Downsample is DownsamplePaper (default) or DownsampleReleased (SeqResNeXt only).
 	Downsample string `json:"downsample,omitempty"`
+	// StemStride (CIFAR family) is the stride of the "Init" conv: 1 in the authors' code; 2 halves the
+	// resolution of every stage (the MNIST default uses it to train fast on a CPU).
+	StemStride int `json:"stem_stride,omitempty"`
 	// Window is g', the window of the windowed layers in groups; 0 keeps the authors' window (the layer's input).
 	Window int `json:"window,omitempty"`
 }
@@ -119,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Family == FamilyCIFAR && c.Variant == "" {
 		c.Variant = VariantB
+	}
+	if c.StemStride == 0 {
+		c.StemStride = 1
 	}
 	if c.Downsample == "" {
 		c.Downsample = DownsamplePaper
@@ -253,6 +259,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("downsample: want %q or %q, got %q", DownsamplePaper, DownsampleReleased, c.Downsample)
+	}
+	if c.StemStride != 1 && (c.StemStride != 2 || c.Family != FamilyCIFAR) {
+		return fmt.Errorf("stem_stride: want 1, or 2 for the %s family, got %d", FamilyCIFAR, c.StemStride)
 	}
 	if c.Window < 0 {
 		return fmt.Errorf("window: want >= 0 groups, got %d", c.Window)
