@@ -86,11 +86,17 @@ func (b *BatchNormBuilder) Done() *Node {
 	return y
 }
 
-// ReLU returns max(x, 0), recorded as an OpReLU in the graph's Profile (if any).
+// ReLU returns max(x, 0), recorded as an OpReLU in the graph's Profile (if any). Its gradient is PyTorch's:
+// dy where x > 0 and 0 elsewhere (also at x == 0, where GoMLX's Max would pass the gradient through).
 func ReLU(scope *model.Scope, x *Node) *Node {
 	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpReLU, Out: x.Shape().Dimensions, Elems: perImage(x),
 		Detail: "relu"})
-	return Max(x, ZerosLike(x))
+	zero := ScalarZero(x.Graph(), x.DType())
+	var dy *Node
+	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
+		return Where(GreaterThan(x, zero), dy, zero)
+	})
+	return captureGradient(Max(xs, zero), &dy)
 }
 
 // Dropout2d zeroes whole channels of x [N,H,W,C] with probability p in training graphs (one mask per image
@@ -148,9 +154,5 @@ func batchNormTraining(x, gamma, beta *Node, epsilon float64, reduceAxes []int) 
 	// The forward value through the identities, so that autodiff reaches them; their default gradients are
 	// never used and the backend drops them.
 	y = Add(Mul(Sub(xs, mean), Mul(gs, s)), bs)
-	y = IdentityWithCustomGradient(y, func(_, v *Node) *Node {
-		dy = v
-		return v
-	})
-	return y, mean, variance
+	return captureGradient(y, &dy), mean, variance
 }

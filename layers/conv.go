@@ -191,11 +191,7 @@ func conv2DSame(x, kernel *Node) *Node {
 		patches := im2col(dOut, kh, kw, 1, padH, padW)
 		return DotGeneral(patches, []int{3}, nil, Reshape(flipped, kh*kw*cout, cin), []int{0}, nil)
 	})
-	out := matmulLastAxis(im2col(xs, kh, kw, 1, padH, padW), Reshape(kernel, kh*kw*cin, cout))
-	return IdentityWithCustomGradient(out, func(_, v *Node) *Node {
-		dOut = v
-		return v
-	})
+	return captureGradient(matmulLastAxis(im2col(xs, kh, kw, 1, padH, padW), Reshape(kernel, kh*kw*cin, cout)), &dOut)
 }
 
 // padZeros pads the spatial axes of x [N,H,W,C] with zeros by concatenation (GoMLX's Pad has no gradient).

@@ -25,9 +25,18 @@ func matmulLastAxis(x, w *Node) *Node {
 		}
 		return Transpose(DotGeneral(Transpose(d, 0, 1), []int{1}, nil, x2, []int{0}, nil), 0, 1)
 	})
-	out := DotGeneral(xs, []int{rank - 1}, nil, ws, []int{0}, nil)
+	return captureGradient(DotGeneral(xs, []int{rank - 1}, nil, ws, []int{0}, nil), &dOut)
+}
+
+// captureGradient returns out unchanged; during reverse-mode autodiff it stores out's adjoint in *dst.
+//
+// It is how this package writes the gradient of a multi-input op by hand: the op's inputs go through
+// IdentityWithCustomGradient whose functions ignore the gradient GoMLX derived for them and compute their own
+// from *dst instead. Autodiff visits the output before the inputs, so *dst is set by then, and the backend
+// drops the unused derived gradients.
+func captureGradient(out *Node, dst **Node) *Node {
 	return IdentityWithCustomGradient(out, func(_, v *Node) *Node {
-		dOut = v
+		*dst = v
 		return v
 	})
 }
