@@ -1,7 +1,9 @@
 package layers
 
 import (
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
+	. "github.com/gomlx/gomlx/support/exceptions"
 )
 
 // matmulLastAxis returns x [..., K] · w [K, Co] = [..., Co], with a hand-written gradient that suits the Go
@@ -39,4 +41,31 @@ func captureGradient(out *Node, dst **Node) *Node {
 		*dst = v
 		return v
 	})
+}
+
+// splitChannels splits x [..., n*k] into n pieces of k channels along the last axis. Its gradient is one
+// concatenation of the pieces' gradients (zeros for unused pieces) rather than GoMLX's default for n slices,
+// which pads each piece's gradient to the full width of x and sums the n results (O(n²) work).
+func splitChannels(x *Node, k int) []*Node {
+	c := x.Shape().Dim(-1)
+	if k <= 0 || c%k != 0 {
+		Panicf("splitChannels: %d channels do not split into groups of %d", c, k)
+	}
+	n := c / k
+	grads := make([]*Node, n)
+	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
+		parts := make([]*Node, n)
+		for i, g := range grads {
+			if g == nil {
+				g = Zeros(x.Graph(), shapes.Make(x.DType(), append(x.Shape().Clone().Dimensions[:x.Rank()-1], k)...))
+			}
+			parts[i] = g
+		}
+		return Concatenate(parts, -1)
+	})
+	pieces := make([]*Node, n)
+	for i := range n {
+		pieces[i] = captureGradient(SliceAxis(xs, -1, AxisRange(i*k, (i+1)*k)), &grads[i])
+	}
+	return pieces
 }

@@ -168,6 +168,10 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 		view = SliceAxis(x, -1, AxisRange(cin-window))
 	}
 	n := b.channels / k
+	var shortcuts []*Node
+	if b.shortcut != nil {
+		shortcuts = splitChannels(b.shortcut, k)
+	}
 	filters := scope.In("Filters")
 	raws := make([]*Node, 0, n)
 	acts := make([]*Node, 0, n)
@@ -185,7 +189,7 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 			last.Junction(b.weightScale)
 		}
 		if b.shortcut != nil {
-			last.Shortcut(SliceAxis(b.shortcut, -1, AxisRange(j*k, (j+1)*k)))
+			last.Shortcut(shortcuts[j])
 		}
 		r, a := last.Done()
 		raws = append(raws, r)
