@@ -15,6 +15,8 @@ const (
 	OpBatchNorm OpKind = "batchnorm" // a batch normalisation (Elements = input elements)
 	OpReLU      OpKind = "relu"      // a ReLU (Elements = input elements)
 	OpGAP       OpKind = "gap"       // a global average pool (Elements = input elements, Out = pooled shape)
+	OpMaxPool   OpKind = "maxpool"   // a max pool (Kernel = k of a k x k window, Elements = input elements)
+	OpAvgPool   OpKind = "avgpool"   // an average pool (Kernel = k of a k x k window, Elements = input elements)
 )
 
 // OpRecord describes one operation of a model as it was built: its scope, kind, output shape and cost per
@@ -22,11 +24,19 @@ const (
 type OpRecord struct {
 	Scope  string // scope path of the layer that built it
 	Kind   OpKind
-	Out    []int  // output dimensions, batch first
-	MACs   int64  // multiply-accumulates per image (conv and linear only)
-	Params int64  // parameters owned by the op (weights, BN affine)
-	Elems  int64  // input elements per image (batchnorm, relu, gap)
-	Detail string // human-readable description
+	Out    []int // output dimensions, batch first
+	MACs   int64 // multiply-accumulates per image (conv and linear only)
+	Params int64 // parameters owned by the op (weights, BN affine)
+	Elems  int64 // input elements per image (batchnorm, relu, gap, pools)
+	Kernel int   // window size k of a k x k pool (maxpool, avgpool)
+	// Module names the module instance when one module is applied several times (torchvision's Bottleneck
+	// calls its single ReLU module three times). THOP 2019 overwrites a module's count on every call, so the
+	// paper's FLOPs count only the last record of each Module. Empty for ops applied once.
+	Module string
+	// Functional marks an op that the reference applies as a function (F.relu, F.adaptive_avg_pool2d), not as a
+	// module: THOP counts modules only, so the paper's FLOPs skip it.
+	Functional bool
+	Detail     string // human-readable description
 }
 
 // Profile collects the OpRecords of a graph under construction. Attach one to a graph with AttachProfile
@@ -41,6 +51,10 @@ const profileParam = "/seqconv_profile"
 func AttachProfile(g *Graph, p *Profile) {
 	model.SetGraphParam(g, profileParam, p)
 }
+
+// RecordOp appends r to the Profile attached to g, if any. Layers built outside this package use it to
+// report their cost.
+func RecordOp(g *Graph, r OpRecord) { recordOp(g, r) }
 
 func recordOp(g *Graph, r OpRecord) {
 	v, found := model.GetGraphParam(g, profileParam)

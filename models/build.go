@@ -20,6 +20,9 @@ func (c Config) Build(scope *model.Scope, x *Node) *Node {
 	if x.Rank() != 4 || x.Shape().Dim(3) != c.InChannels {
 		Panicf("model %s: want input images [N, H, W, %d] (channels last), got %s", c.Name, c.InChannels, x.Shape())
 	}
+	if c.isBaseline() {
+		return c.buildBaseline(scope, x)
+	}
 	var act *Node
 	if c.Family == FamilyCIFAR {
 		act = c.buildCIFAR(scope, x)
@@ -97,6 +100,9 @@ func applySeq(b *layers.SeqConvBuilder, cfg layers.SeqConvConfig, channels int) 
 
 // String summarises the config.
 func (c Config) String() string {
+	if c.isBaseline() {
+		return c.baselineString()
+	}
 	return fmt.Sprintf("%s(%s classes=%d widths=%v k=%v blocks=%v)", c.Name, c.Family, c.Classes, c.Widths(),
 		[]int(c.Granularity), c.BlocksPerStage)
 }

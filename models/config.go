@@ -15,6 +15,8 @@ const (
 	FamilyCIFAR    = "seqresnet-cifar"     // the authors' ResNetCIFAR (SeqResNet.py / SeqResNetB.py)
 	FamilyImageNet = "seqresnet-imagenet"  // the authors' ResNetImageNet (SeqResNet.py ModelLite/ModelLarge)
 	FamilyResNeXt  = "seqresnext-imagenet" // the authors' SeqResNeXt.py
+	FamilyResNet   = "resnet"              // torchvision's ResNet / ResNeXt with Bottleneck blocks (baselines)
+	FamilyDenseNet = "densenet"            // torchvision's DenseNet-BC (baselines)
 )
 
 // Variants of the CIFAR family.
@@ -51,7 +53,8 @@ func (l *IntList) UnmarshalJSON(b []byte) error {
 type Config struct {
 	// Name is the registered name (informational).
 	Name string `json:"name,omitempty"`
-	// Family is one of FamilyCIFAR, FamilyImageNet, FamilyResNeXt.
+	// Family is one of FamilyCIFAR, FamilyImageNet, FamilyResNeXt, or a baseline family: FamilyResNet,
+	// FamilyDenseNet (see baselines.go).
 	Family string `json:"family"`
 	// Variant is VariantB or VariantPlain (CIFAR family; the ImageNet families are always bottleneck).
 	Variant string `json:"variant,omitempty"`
@@ -61,7 +64,8 @@ type Config struct {
 	InChannels int `json:"in_channels,omitempty"`
 	// Resolution is the nominal input height and width (32 for CIFAR, 224 for ImageNet, 28 for MNIST).
 	Resolution int `json:"resolution,omitempty"`
-	// BlocksPerStage is the number of residual blocks of each stage (3 stages for CIFAR, 4 for ImageNet).
+	// BlocksPerStage is the number of residual blocks of each stage (3 stages for CIFAR, 4 for ImageNet and
+	// resnet), or the number of layers of each dense block (densenet: torchvision's block_config).
 	BlocksPerStage []int `json:"blocks_per_stage"`
 	// PyramidFactor (CIFAR) gives the stage widths 16*W*P_i/P_1.
 	PyramidFactor []float64 `json:"pyramid_factor,omitempty"`
@@ -80,6 +84,19 @@ type Config struct {
 	StemStride int `json:"stem_stride,omitempty"`
 	// Window is g', the window of the windowed layers in groups; 0 keeps the authors' window (the layer's input).
 	Window int `json:"window,omitempty"`
+
+	// Baseline families (baselines.go), torchvision's constructor arguments:
+
+	// Groups (resnet) is the group count of the Bottleneck 3x3 convs (1; 32 for ResNeXt-50 32x4d).
+	Groups int `json:"groups,omitempty"`
+	// WidthPerGroup (resnet) is torchvision's width_per_group (64; 4 for ResNeXt-50 32x4d).
+	WidthPerGroup int `json:"width_per_group,omitempty"`
+	// GrowthRate (densenet) is k, the channels each dense layer adds (32).
+	GrowthRate int `json:"growth_rate,omitempty"`
+	// BNSize (densenet) sets the bottleneck width of a dense layer to bn_size*growth_rate (4).
+	BNSize int `json:"bn_size,omitempty"`
+	// InitFeatures (densenet) is the width of the stem conv (64).
+	InitFeatures int `json:"init_features,omitempty"`
 }
 
 // LoadConfig reads a JSON model config file. Unknown keys are an error.
@@ -110,6 +127,9 @@ func (c Config) numStages() int {
 }
 
 func (c Config) withDefaults() Config {
+	if c.isBaseline() {
+		return c.baselineDefaults()
+	}
 	if c.InChannels == 0 {
 		c.InChannels = 3
 	}
@@ -153,6 +173,9 @@ func (c Config) StageSubgroups(i int) int {
 
 // Widths returns the stage widths.
 func (c Config) Widths() []int {
+	if c.isBaseline() {
+		return c.baselineWidths()
+	}
 	n := c.numStages()
 	w := make([]int, n)
 	for i := range n {
@@ -170,9 +193,14 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	switch c.Family {
 	case FamilyCIFAR, FamilyImageNet, FamilyResNeXt:
+		if err := c.noBaselineKeys(); err != nil {
+			return err
+		}
+	case FamilyResNet, FamilyDenseNet:
+		return c.validateBaseline()
 	default:
 		return fmt.Errorf("family: unknown family %q, expected %s", c.Family,
-			strings.Join([]string{FamilyCIFAR, FamilyImageNet, FamilyResNeXt}, "|"))
+			strings.Join([]string{FamilyCIFAR, FamilyImageNet, FamilyResNeXt, FamilyResNet, FamilyDenseNet}, "|"))
 	}
 	n := c.numStages()
 	if c.Family == FamilyCIFAR {

@@ -63,31 +63,62 @@ func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, er
 			stats.NumBuffers += int64(v.Shape().Size())
 		}
 	}
+	// THOP 2019 overwrites a module's count on every call: a reused module counts only its last record.
+	lastOfModule := map[string]int{}
+	for i, r := range prof.Records {
+		if r.Module != "" {
+			lastOfModule[r.Module] = i
+		}
+	}
 	var ops float64
-	for _, r := range prof.Records {
+	for i, r := range prof.Records {
 		switch r.Kind {
 		case layers.OpConv:
 			stats.ConvMACs += r.MACs
 			stats.ConvLayers++
-			ops += float64(r.MACs)
 		case layers.OpLinear:
 			stats.FCMACs += r.MACs
-			out := int64(r.Out[len(r.Out)-1])
-			in := r.MACs / out
-			ops += float64((2*in - 1) * out)
-		case layers.OpBatchNorm:
-			ops += float64(4 * r.Elems)
-		case layers.OpReLU:
-			ops += float64(r.Elems)
-		case layers.OpGAP:
-			outPerImage := int64(1)
-			for _, d := range r.Out[1:] {
-				outPerImage *= int64(d)
-			}
-			// THOP 2019's AdaptiveAvgPool2d: (kh*kw + 1) per output element.
-			ops += float64(r.Elems + outPerImage)
 		}
+		if r.Functional || (r.Module != "" && lastOfModule[r.Module] != i) {
+			continue // THOP counts modules only, and a reused module's last call only
+		}
+		ops += paperOps(r)
 	}
 	stats.PaperGFLOPs = ops / (1 << 30)
 	return stats, nil
+}
+
+// paperOps is the cost of one recorded op in the paper's convention (THOP 2019, SPEC §2).
+func paperOps(r layers.OpRecord) float64 {
+	switch r.Kind {
+	case layers.OpConv:
+		return float64(r.MACs)
+	case layers.OpLinear:
+		out := int64(r.Out[len(r.Out)-1])
+		in := r.MACs / out
+		return float64((2*in - 1) * out)
+	case layers.OpBatchNorm:
+		return float64(4 * r.Elems)
+	case layers.OpReLU:
+		return float64(r.Elems)
+	case layers.OpGAP:
+		// AdaptiveAvgPool2d: (kh*kw + 1) per output element.
+		return float64(r.Elems + perImage(r.Out))
+	case layers.OpMaxPool:
+		// MaxPool2d with an int kernel k: k (not k²) per output element.
+		return float64(int64(r.Kernel) * perImage(r.Out))
+	case layers.OpAvgPool:
+		// AvgPool2d with an int kernel k: k + 1 per output element.
+		return float64(int64(r.Kernel+1) * perImage(r.Out))
+	}
+	return 0
+}
+
+// perImage is the number of elements of one image of a shape given batch first.
+func perImage(dims []int) int64 {
+	n := int64(1)
+	for _, d := range dims[1:] {
+		n *= int64(d)
+	}
+	return n
 }

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// flagSet is a subcommand's flag.FlagSet with its usage text.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis    string // e.g. "seqconv train [flags]".
+	description string // paragraphs printed before the flags.
+}
+
+func newFlagSet(name, synopsis, description string) *flagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // Errors and usage are printed by parseFlags.
+	fs.Usage = func() {}
+	return &flagSet{FlagSet: fs, synopsis: synopsis, description: description}
+}
+
+// printFlagsUsage prints the usage of a subcommand with every flag and its default.
+func printFlagsUsage(w io.Writer, fs *flagSet) {
+	fmt.Fprintf(w, "Usage: %s\n\n", fs.synopsis)
+	if fs.description != "" {
+		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(fs.description))
+	}
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if !hasFlags {
+		return
+	}
+	fmt.Fprintf(w, "Flags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// parseFlags parses args. It returns done=true with the exit code when the command must stop:
+// after printing the usage for -h/--help (exit 0), or an error and the usage for bad flags (exit 2).
+// Positional arguments are an error.
+func parseFlags(fs *flagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printFlagsUsage(stdout, fs)
+		return exitOK, true
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), oneLine(err.Error()))
+		printFlagsUsage(stderr, fs)
+		return exitUsage, true
+	}
+	return exitOK, false
+}
+
+// parseIntList parses a comma-separated list of non-negative integers ("" is an empty list).
+func parseIntList(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("want comma-separated integers >= 0, got %q", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// thousands formats n with "," as thousands separator.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// humanCount formats a large count with a K, M or G suffix and 2 decimals.
+func humanCount(n int64) string {
+	x := float64(n)
+	switch {
+	case x >= 1e9:
+		return fmt.Sprintf("%.2fG", x/1e9)
+	case x >= 1e6:
+		return fmt.Sprintf("%.2fM", x/1e6)
+	case x >= 1e3:
+		return fmt.Sprintf("%.2fK", x/1e3)
+	}
+	return strconv.FormatInt(n, 10)
+}

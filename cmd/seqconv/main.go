@@ -1,0 +1,147 @@
+// Command seqconv trains and inspects Sequentially Aggregated Convolutional Networks (SeqConv)
+// with GoMLX.
+//
+// Usage:
+//
+//	seqconv train [flags]      train a model (default: seqresnet-mnist on the embedded MNIST)
+//	seqconv models [flags]     list the registered models with their size and cost
+//	seqconv version            print the versions of seqconv, Go and GoMLX
+//	seqconv help [command]     print help
+//
+// The compute backend is chosen by $GOMLX_BACKEND (for instance "go", the default pure Go
+// backend); if it cannot be created seqconv falls back to the Go backend. The XLA backend is
+// compiled in only with the build tag "xla" (see backend_xla.go).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailure     = 1   // runtime errors.
+	exitUsage       = 2   // bad flags or flag values.
+	exitInterrupted = 130 // interrupted (SIGINT/SIGTERM).
+)
+
+// command is a subcommand.
+type command struct {
+	name, summary string
+	run           func(args []string, stdout, stderr io.Writer) int
+	usage         func(w io.Writer)
+}
+
+func commands() []command {
+	return []command{
+		{"train", "train a model and write a run directory", runTrain, func(w io.Writer) { printFlagsUsage(w, newTrainFlags(nil)) }},
+		{"models", "list the registered models: parameters, MACs and the paper's GFLOPs", runModels, func(w io.Writer) { printFlagsUsage(w, newModelsFlags(nil)) }},
+		{"version", "print the versions of seqconv, Go and GoMLX", runVersion, func(w io.Writer) { printVersionUsage(w) }},
+		{"help", "print this help, or the help of a command", runHelp, func(w io.Writer) { printUsage(w) }},
+	}
+}
+
+// run executes the command line args (without the program name) and returns the exit code.
+// Panics (GoMLX reports errors by panicking) are reported as one-line errors.
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			var err error
+			if e, ok := r.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("%v", r)
+			}
+			printError(stderr, err)
+			code = exitFailure
+		}
+	}()
+	if len(args) == 0 {
+		printUsage(stdout)
+		return exitOK
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		printUsage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "seqconv: unknown command %q\n", name)
+	printUsage(stderr)
+	return exitUsage
+}
+
+// printUsage prints the top-level usage.
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "seqconv trains and inspects Sequentially Aggregated Convolutional Networks (SeqConv).\n\n")
+	fmt.Fprintf(w, "Usage:\n  seqconv <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"seqconv help <command>\" or \"seqconv <command> --help\" for the flags of a command.\n")
+	fmt.Fprintf(w, "The compute backend is chosen with $%s (e.g. \"go\"); seqconv falls back to the Go backend.\n",
+		backendEnvVar)
+}
+
+// runHelp implements "seqconv help [command]".
+func runHelp(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printUsage(stdout)
+		return exitOK
+	}
+	if len(args) > 1 {
+		fmt.Fprintf(stderr, "seqconv help: want at most one command, got %q\n", strings.Join(args, " "))
+		return exitUsage
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			c.usage(stdout)
+			return exitOK
+		}
+	}
+	fmt.Fprintf(stderr, "seqconv help: unknown command %q\n", args[0])
+	printUsage(stderr)
+	return exitUsage
+}
+
+// usageError is an invalid flag value: reported on one line with exit code exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// exitCode returns the exit code for err.
+func exitCode(err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// oneLine flattens a (possibly multi-line) message to one line.
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// printError prints err on one line, prefixed by "seqconv: ".
+func printError(w io.Writer, err error) {
+	fmt.Fprintf(w, "seqconv: %s\n", oneLine(err.Error()))
+}
