@@ -69,7 +69,7 @@ func TestBaselineCounts(t *testing.T) {
 		if got := fmt.Sprintf("%.3f", s.PaperGFLOPs); got != fmt.Sprintf("%.3f", tc.thop) {
 			t.Errorf("%s: paper GFLOPs = %.5f, want %.3f", tc.name, s.PaperGFLOPs, tc.thop)
 		}
-		if got := fmt.Sprintf("%.2f", s.PaperGFLOPs); got != tc.paper {
+		if got := s.PaperFLOPs(); got != tc.paper {
 			t.Errorf("%s: paper GFLOPs print as %s, want %s", tc.name, got, tc.paper)
 		}
 	}

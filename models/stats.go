@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -23,6 +24,18 @@ type Stats struct {
 	NumBuffers  int64
 	ConvLayers  int
 	PaperGFLOPs float64 // the paper's FLOPs convention (THOP 2019) / 2^30
+	Family      string  // the model family, which decides how the paper prints PaperGFLOPs
+}
+
+// PaperFLOPs formats PaperGFLOPs with two decimals the way the paper's table does: its baseline figures are
+// rounded (ResNet-50 3.858 -> 3.86) while its SeqConv figures are truncated (SeqResNet-B42 5.336 -> 5.33).
+func (s Stats) PaperFLOPs() string {
+	v := s.PaperGFLOPs
+	switch s.Family {
+	case FamilyCIFAR, FamilyImageNet, FamilyResNeXt:
+		v = math.Floor(v*100) / 100
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 // MACs returns conv + FC multiply-accumulates per image.
@@ -54,6 +67,7 @@ func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, er
 		return Stats{}, fmt.Errorf("model %s at %dx%d: %w", c.Name, resolution, resolution, err)
 	}
 	stats.Resolution = resolution
+	stats.Family = c.Family
 	stats.Records = prof.Records
 	for v := range store.IterVariables() {
 		stats.NumVars++

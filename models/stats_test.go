@@ -38,6 +38,9 @@ func TestInspectCounts(t *testing.T) {
 		if s.Params != tc.params {
 			t.Errorf("%s/%d classes: params = %d, want %d", tc.name, tc.classes, s.Params, tc.params)
 		}
+		if tc.paperGFLOPs != "" && s.PaperFLOPs() != tc.paperGFLOPs {
+			t.Errorf("%s: paper FLOPs print as %s, want %s (%.4f)", tc.name, s.PaperFLOPs(), tc.paperGFLOPs, s.PaperGFLOPs)
+		}
 		if tc.convMACs != 0 && (s.ConvMACs != tc.convMACs || s.FCMACs != tc.fc || s.ConvLayers != tc.convLayers) {
 			t.Errorf("%s: conv MACs %d FC %d layers %d, want %d %d %d", tc.name, s.ConvMACs, s.FCMACs, s.ConvLayers, tc.convMACs, tc.fc, tc.convLayers)
 		}

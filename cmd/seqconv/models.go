@@ -36,6 +36,7 @@ type modelInfo struct {
 	Params      int64   `json:"params"`
 	MACs        int64   `json:"macs"`
 	PaperGFLOPs float64 `json:"paper_gflops"`
+	PaperFLOPs  string  `json:"paper_flops"` // as the paper's table prints it (see models.Stats.PaperFLOPs)
 	Resolution  int     `json:"resolution"`
 }
 
@@ -72,7 +73,7 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		infos = append(infos, modelInfo{Name: name, Family: cfg.Family, Classes: cfg.Classes, Params: stats.Params,
-			MACs: stats.MACs(), PaperGFLOPs: stats.PaperGFLOPs, Resolution: stats.Resolution})
+			MACs: stats.MACs(), PaperGFLOPs: stats.PaperGFLOPs, PaperFLOPs: stats.PaperFLOPs(), Resolution: stats.Resolution})
 	}
 	if o.json {
 		enc := json.NewEncoder(stdout)
@@ -96,7 +97,7 @@ func printModelsTable(w io.Writer, infos []modelInfo) {
 	for _, m := range infos {
 		rows = append(rows, []string{m.Name, m.Family, fmt.Sprint(m.Classes),
 			fmt.Sprintf("%dx%d", m.Resolution, m.Resolution), thousands(m.Params), humanCount(m.MACs),
-			fmt.Sprintf("%.2f", m.PaperGFLOPs)})
+			m.PaperFLOPs})
 	}
 	widths := make([]int, len(header))
 	for _, row := range rows {
