@@ -6,6 +6,20 @@
 // "Stage1.0.LayerA.Filters.0.BottleneckLayer.LinearLayer.weight". Conv weights are stored here as
 // [kh, kw, in/groups, out] (HWIO, channels last) and in PyTorch as [out, in/groups, kh, kw] (OIHW); the
 // classifier weight is [in, out] here and [out, in] in PyTorch. Everything else has the same layout.
+// The SeqResNeXt family is the exception to the key mapping: the authors' SeqResNeXt.py keeps each SeqConv
+// layer's units in two lists, so its keys come from ResNeXtKey (OptionsFor picks the mapping from a config).
+//
+// State dicts travel as NumPy files, read and written in pure Go: ReadNPY/WriteNPY for .npy (format
+// versions 1.0 to 3.0, little-endian, C order) and ReadNPZ/WriteNPZ for .npz archives (numpy.savez and
+// numpy.savez_compressed). In Python, a state_dict is saved with
+//
+//	numpy.savez(path, **{k: v.cpu().numpy() for k, v in model.state_dict().items()})
+//
+// and loaded back with model.load_state_dict({k: torch.from_numpy(v) for k, v in numpy.load(path).items()}).
+//
+// ImportState sets a store's model variables from such a state_dict, checking that every key is used,
+// every variable assigned and every shape right; ExportState does the reverse, exactly. Variables that are
+// not part of the model (optimizer state, global step, RNG state) are skipped; see ModelVariable.
 package interop
 
 import (
