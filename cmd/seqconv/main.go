@@ -8,9 +8,9 @@
 //	seqconv version            print the versions of seqconv, Go and GoMLX
 //	seqconv help [command]     print help
 //
-// The compute backend is chosen by $GOMLX_BACKEND (for instance "go", the default pure Go
-// backend); if it cannot be created seqconv falls back to the Go backend. The XLA backend is
-// compiled in only with the build tag "xla" (see backend_xla.go).
+// The compute backend is chosen by $GOMLX_BACKEND: "go" (the default, pure Go) or "xla:<PJRT plugin>"
+// (for instance the absolute path of a CUDA PJRT plugin); if it cannot be created seqconv falls back to
+// the Go backend.
 package main
 
 import (
@@ -40,13 +40,23 @@ type command struct {
 	usage         func(w io.Writer)
 }
 
+// registered holds the subcommands defined in other files of this package, added by registerCommand from
+// their init functions, so that each subcommand lives in its own file.
+var registered []command
+
+// registerCommand adds a subcommand; call it from an init function.
+func registerCommand(c command) { registered = append(registered, c) }
+
 func commands() []command {
-	return []command{
+	cmds := []command{
 		{"train", "train a model and write a run directory", runTrain, func(w io.Writer) { printFlagsUsage(w, newTrainFlags(nil)) }},
 		{"models", "list the registered models: parameters, MACs and the paper's GFLOPs", runModels, func(w io.Writer) { printFlagsUsage(w, newModelsFlags(nil)) }},
-		{"version", "print the versions of seqconv, Go and GoMLX", runVersion, func(w io.Writer) { printVersionUsage(w) }},
-		{"help", "print this help, or the help of a command", runHelp, func(w io.Writer) { printUsage(w) }},
 	}
+	cmds = append(cmds, registered...)
+	return append(cmds,
+		command{"version", "print the versions of seqconv, Go and GoMLX", runVersion, func(w io.Writer) { printVersionUsage(w) }},
+		command{"help", "print this help, or the help of a command", runHelp, func(w io.Writer) { printUsage(w) }},
+	)
 }
 
 // run executes the command line args (without the program name) and returns the exit code.
