@@ -1,0 +1,143 @@
+package train
+
+import (
+	"fmt"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+	gtrain "github.com/gomlx/gomlx/ml/train"
+	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/models"
+)
+
+// BenchOptions configures Bench.
+type BenchOptions struct {
+	Batch  int  // images per step
+	Steps  int  // timed steps after the warm-up (>= 1)
+	Warmup int  // untimed steps after the first (compiling) one
+	Train  bool // a training step (forward, backward, SGD update) rather than inference
+}
+
+// BenchResult is what Bench measured.
+type BenchResult struct {
+	Model          string  `json:"model"`
+	Backend        string  `json:"backend"`
+	Mode           string  `json:"mode"`
+	Batch          int     `json:"batch"`
+	Steps          int     `json:"steps"`
+	FirstStepS     float64 `json:"first_step_s"` // graph building + compilation + one step
+	MedianStepS    float64 `json:"median_step_s"`
+	MinStepS       float64 `json:"min_step_s"`
+	ImagesPerS     float64 `json:"images_per_s"` // Batch / MedianStepS
+	PeakRSSBytes   int64   `json:"peak_rss_bytes"`
+	Params         int64   `json:"params"`
+	MACsPerImage   int64   `json:"macs_per_image"`
+	GFLOPsPerS     float64 `json:"gflops_per_s"` // 2*MACs*Batch/median (x3 for training: forward + 2 backward)
+	ResolutionUsed int     `json:"resolution"`
+}
+
+// Bench times training (or inference) steps of a model on synthetic data: the first step (which builds and
+// compiles the graph) is reported apart, then Warmup untimed steps, then the median of Steps timed steps.
+// Training steps run through GoMLX's Trainer with Nesterov SGD and cross-entropy, as `seqconv train` does.
+func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res BenchResult, err error) {
+	if opts.Batch < 1 || opts.Steps < 1 || opts.Warmup < 0 {
+		return res, fmt.Errorf("bench: batch and steps must be >= 1 and warmup >= 0, got %d, %d, %d",
+			opts.Batch, opts.Steps, opts.Warmup)
+	}
+	if err := cfg.Validate(); err != nil {
+		return res, fmt.Errorf("bench: model %s: %w", cfg.Name, err)
+	}
+	stats, err := models.Inspect(backend, cfg, 0)
+	if err != nil {
+		return res, err
+	}
+	res = BenchResult{Model: cfg.Name, Backend: backend.Name(), Batch: opts.Batch, Steps: opts.Steps,
+		Params: stats.Params, MACsPerImage: stats.MACs(), ResolutionUsed: stats.Resolution, Mode: "infer"}
+	if opts.Train {
+		res.Mode = "train"
+	}
+	store := model.NewStore()
+	if err := store.SetRNGStateFromSeed(1); err != nil {
+		return res, err
+	}
+	modelFn := func(scope *model.Scope, x *Node) *Node { return cfg.Build(scope, x) }
+	trainer := gtrain.NewTrainer(backend, store, modelFn, CrossEntropyLoss(0),
+		SGD().LearningRate(0.01).Momentum(0.9).Nesterov(true).WeightDecay(1e-4).Done(), nil, nil)
+	res.FirstStepS, err = timeStep(trainer, cfg, opts, 0)
+	if err != nil {
+		return res, err
+	}
+	for i := range opts.Warmup {
+		if _, err := timeStep(trainer, cfg, opts, 1+i); err != nil {
+			return res, err
+		}
+	}
+	times := make([]float64, opts.Steps)
+	for i := range times {
+		if times[i], err = timeStep(trainer, cfg, opts, 1+opts.Warmup+i); err != nil {
+			return res, err
+		}
+	}
+	slices.Sort(times)
+	res.MedianStepS, res.MinStepS = times[len(times)/2], times[0]
+	res.ImagesPerS = float64(opts.Batch) / res.MedianStepS
+	flopsPerImage := 2 * float64(res.MACsPerImage)
+	if opts.Train {
+		flopsPerImage *= 3
+	}
+	res.GFLOPsPerS = flopsPerImage * float64(opts.Batch) / res.MedianStepS / 1e9
+	res.PeakRSSBytes = peakRSS()
+	return res, nil
+}
+
+// timeStep runs one step on a synthetic batch (deterministic in step) and returns its wall time.
+func timeStep(trainer *gtrain.Trainer, cfg models.Config, opts BenchOptions, step int) (seconds float64, err error) {
+	res := cfg.Resolution
+	x := tensors.FromShape(shapes.Make(dtypes.Float32, opts.Batch, res, res, cfg.InChannels))
+	tensors.MustMutableFlatData(x, func(flat []float32) {
+		for i := range flat {
+			flat[i] = float32((i*7+step*13)%255)/127.5 - 1
+		}
+	})
+	labels := make([]int32, opts.Batch)
+	for i := range labels {
+		labels[i] = int32((i + step) % cfg.Classes)
+	}
+	batch := gtrain.Batch{Inputs: []*tensors.Tensor{x}, Labels: []*tensors.Tensor{tensors.FromValue(labels)}}
+	start := time.Now()
+	err = exceptions.TryCatch[error](func() {
+		var metrics []*tensors.Tensor
+		var err error
+		if opts.Train {
+			metrics, err = trainer.TrainStep(batch)
+		} else {
+			metrics, err = trainer.EvalStep(batch)
+		}
+		if err != nil {
+			panic(err)
+		}
+		for _, m := range metrics {
+			m.MustFinalizeAll()
+		}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s step %d: %w", cfg.Name, step, err)
+	}
+	return time.Since(start).Seconds(), nil
+}
+
+// peakRSS is the process's peak resident set size (0 where unknown).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // Linux reports KiB
+}
