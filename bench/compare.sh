@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of seqconv (GoMLX) and the PyTorch port in bench/torch, in one run on one machine.
+#
+#   bench/compare.sh cpu   # Go backend vs PyTorch on the CPU
+#   bench/compare.sh gpu   # XLA (CUDA PJRT plugin) vs PyTorch on CUDA; see bench/gpu.sh
+#
+# Environment: SEQCONV (the seqconv binary; default ./seqconv, else built with go), PYTHON (default python3),
+# OUT (result directory, default bench/results/<date>-<device>), CASES (override the case list, lines of
+# "model batch mode precision"). Prints a table with the throughput ratio seqconv/PyTorch and writes
+# $OUT/results.jsonl and $OUT/table.md.
+set -euo pipefail
+device=${1:-cpu}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+PYTHON=${PYTHON:-python3}
+OUT=${OUT:-$root/bench/results/$(date +%Y%m%d-%H%M%S)-$device}
+mkdir -p "$OUT"
+SEQCONV=${SEQCONV:-}
+if [ -z "$SEQCONV" ]; then
+  if [ -x "$root/seqconv" ]; then
+    SEQCONV=$root/seqconv
+  else
+    (cd "$root" && GOEXPERIMENT=simd go build -o "$OUT/seqconv" ./cmd/seqconv)
+    SEQCONV=$OUT/seqconv
+  fi
+fi
+if [ "$device" = gpu ]; then
+  torch_device=cuda
+  if [ -z "${GOMLX_BACKEND:-}" ]; then
+    plugin_dir=$("$PYTHON" -c 'import os, jax_plugins.xla_cuda13 as m; print(os.path.dirname(m.__file__))')
+    export GOMLX_BACKEND="xla:$plugin_dir/xla_cuda_plugin.so"
+  fi
+  default_cases="seqresnet-cifar-demo 64 train f32
+seqresnet-cifar-demo 128 train f32
+seqresnet-cifar-demo 256 infer f32
+seqresnet-b22 64 train f32
+seqresnet-b22 64 train bf16"
+else
+  torch_device=cpu
+  export GOMLX_BACKEND=${GOMLX_BACKEND:-go}
+  default_cases="seqresnet-cifar-demo 16 train f32
+seqresnet-cifar-demo 64 train f32
+seqresnet-mnist 128 train f32
+seqresnet-cifar-demo 64 infer f32"
+fi
+CASES=${CASES:-$default_cases}
+results=$OUT/results.jsonl
+: > "$results"
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $device"
+  uname -a
+  nproc
+  if [ "$device" = gpu ]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; fi
+  "$SEQCONV" version || true
+  "$PYTHON" -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())'
+  echo "GOMLX_BACKEND=$GOMLX_BACKEND"
+} > "$OUT/machine.txt" 2>&1
+while read -r model batch mode precision; do
+  [ -z "$model" ] && continue
+  echo "== $model batch $batch $mode $precision" >&2
+  ours=$("$SEQCONV" bench --model "$model" --batch "$batch" --mode "$mode" --precision "$precision" \
+           --steps "${STEPS:-10}" --json 2>>"$OUT/errors.log") || ours='{"error": "failed, see errors.log"}'
+  theirs=$("$PYTHON" "$here/torch/seqconv_torch.py" bench --model "$model" --batch "$batch" --mode "$mode" \
+           --precision "$precision" --device "$torch_device" --steps "${STEPS:-10}" 2>>"$OUT/errors.log") \
+           || theirs='{"error": "failed, see errors.log"}'
+  printf '{"model": "%s", "batch": %s, "mode": "%s", "precision": "%s", "seqconv": %s, "pytorch": %s}\n' \
+    "$model" "$batch" "$mode" "$precision" "$ours" "$theirs" >> "$results"
+done <<< "$CASES"
+"$PYTHON" - "$results" "$OUT/table.md" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = ["| model | batch | mode | precision | seqconv img/s | seqconv first step (s) | PyTorch img/s | PyTorch first step (s) | ratio |",
+       "|---|---|---|---|---|---|---|---|---|"]
+for r in rows:
+    a, b = r["seqconv"], r["pytorch"]
+    ia, ib = a.get("images_per_s"), b.get("images_per_s")
+    ratio = f"{ia / ib:.2f}x" if ia and ib else "n/a"
+    f = lambda v, p=1: f"{v:.{p}f}" if isinstance(v, (int, float)) else "n/a"
+    out.append(f"| {r['model']} | {r['batch']} | {r['mode']} | {r['precision']} | {f(ia)} | {f(a.get('first_step_s'), 2)} | {f(ib)} | {f(b.get('first_step_s'), 2)} | {ratio} |")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+print("\n".join(out))
+PY
+echo "results in $OUT" >&2
