@@ -23,7 +23,7 @@ import (
 const (
 	defaultData           = "mnist"
 	defaultModel          = "seqresnet-mnist"
-	defaultEpochs         = 8
+	defaultEpochs         = 3
 	defaultBatch          = 128
 	defaultEvalBatch      = 500
 	defaultLR             = 0.1
@@ -31,8 +31,8 @@ const (
 	defaultNesterov       = true
 	defaultWeightDecay    = 5e-4
 	defaultNoDecayBNBias  = false
-	defaultSchedule       = "multistep"
-	defaultMilestones     = "" // "": 50% and 75% of the epochs (4 and 6 for 8 epochs).
+	defaultSchedule       = "cosine"
+	defaultMilestones     = "" // multistep: "" means 50% and 75% of the epochs.
 	defaultGamma          = 0.1
 	defaultWarmup         = 0.0
 	defaultLabelSmoothing = 0.0
