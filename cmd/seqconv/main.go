@@ -5,6 +5,10 @@
 //
 //	seqconv train [flags]      train a model (default: seqresnet-mnist on the embedded MNIST)
 //	seqconv models [flags]     list the registered models with their size and cost
+//	seqconv summary MODEL      print a model's per-layer output shapes, parameters and MACs
+//	seqconv import [flags]     import the authors' PyTorch weights (.npz state_dict) into a run directory
+//	seqconv export [flags]     export a run directory's weights as a PyTorch state_dict .npz
+//	seqconv infer [flags]      compute a run's eval-mode logits for NCHW images in a .npy file
 //	seqconv version            print the versions of seqconv, Go and GoMLX
 //	seqconv help [command]     print help
 //

@@ -11,8 +11,8 @@ import (
 
 // modelsOptions are the flags of "seqconv models".
 type modelsOptions struct {
-	json    bool
-	classes int
+	json                bool
+	classes, resolution int
 }
 
 func newModelsFlags(o *modelsOptions) *flagSet {
@@ -21,10 +21,11 @@ func newModelsFlags(o *modelsOptions) *flagSet {
 	}
 	fs := newFlagSet("models", "seqconv models [flags]", `
 Lists the registered models with their trainable parameters, multiply-accumulates (MACs) per
-image and GFLOPs in the paper's convention, at their nominal resolution. They are counted from
-the built graph, without compiling it.`)
-	fs.BoolVar(&o.json, "json", false, "print a JSON array of {name, family, params, macs, paper_gflops, resolution}")
+image and GFLOPs in the paper's convention, at their nominal resolution (or --resolution). They are
+counted from the built graph, without compiling it. "seqconv summary MODEL" breaks them down per layer.`)
+	fs.BoolVar(&o.json, "json", false, "print a JSON array of {name, family, classes, params, macs, conv_macs, fc_macs, paper_gflops, paper_flops, resolution}")
 	fs.IntVar(&o.classes, "classes", 0, "count with this number of classes instead of each model's own (0: the model's)")
+	fs.IntVar(&o.resolution, "resolution", 0, "count at this input height and width instead of each model's own (0: the model's)")
 	return fs
 }
 
@@ -35,6 +36,8 @@ type modelInfo struct {
 	Classes     int     `json:"classes"`
 	Params      int64   `json:"params"`
 	MACs        int64   `json:"macs"`
+	ConvMACs    int64   `json:"conv_macs"` // MACs of the convolutions
+	FCMACs      int64   `json:"fc_macs"`   // MACs of the fully connected layers
 	PaperGFLOPs float64 `json:"paper_gflops"`
 	PaperFLOPs  string  `json:"paper_flops"` // as the paper's table prints it (see models.Stats.PaperFLOPs)
 	Resolution  int     `json:"resolution"`
@@ -49,6 +52,10 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.classes < 0 {
 		printError(stderr, usagef("--classes must be >= 0 (0: the model's own), got %d", o.classes))
+		return exitUsage
+	}
+	if o.resolution < 0 {
+		printError(stderr, usagef("--resolution must be >= 0 (0: the model's own), got %d", o.resolution))
 		return exitUsage
 	}
 	backend, err := newBackend(stderr)
@@ -67,13 +74,13 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 		if o.classes > 0 {
 			cfg.Classes = o.classes
 		}
-		stats, err := models.Inspect(backend, cfg, 0)
+		stats, err := models.Inspect(backend, cfg, o.resolution)
 		if err != nil {
 			printError(stderr, fmt.Errorf("inspecting %s: %w", name, err))
 			return exitFailure
 		}
 		infos = append(infos, modelInfo{Name: name, Family: cfg.Family, Classes: cfg.Classes, Params: stats.Params,
-			MACs: stats.MACs(), PaperGFLOPs: stats.PaperGFLOPs, PaperFLOPs: stats.PaperFLOPs(), Resolution: stats.Resolution})
+			MACs: stats.MACs(), ConvMACs: stats.ConvMACs, FCMACs: stats.FCMACs, PaperGFLOPs: stats.PaperGFLOPs, PaperFLOPs: stats.PaperFLOPs(), Resolution: stats.Resolution})
 	}
 	if o.json {
 		enc := json.NewEncoder(stdout)

@@ -1,0 +1,215 @@
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/ml/model/checkpoint"
+	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/models"
+)
+
+// ReadRunConfig reads the model config of a run directory from its config.json (ConfigFile, as Run or
+// WriteRun write it), with the model family's defaults applied, and validates it.
+func ReadRunConfig(dir string) (models.Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return models.Config{}, fmt.Errorf("train: run directory %s: %w", dir, err)
+	}
+	// Only the model config matters here: the other keys of config.json describe the run.
+	var file struct {
+		Model json.RawMessage `json:"model"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		return models.Config{}, fmt.Errorf("train: %s: %w", path, err)
+	}
+	if len(file.Model) == 0 || string(file.Model) == "null" {
+		return models.Config{}, fmt.Errorf("train: %s: no \"model\" config", path)
+	}
+	var cfg models.Config
+	dec := json.NewDecoder(bytes.NewReader(file.Model))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// RunCheckpointDir returns the checkpoint directory of a run directory: its best checkpoint (BestDir)
+// or its latest ones (LatestDir).
+func RunCheckpointDir(dir string, best bool) string {
+	if best {
+		return filepath.Join(dir, BestDir)
+	}
+	return filepath.Join(dir, LatestDir)
+}
+
+// LoadRun loads a run directory written by Run or WriteRun into a new store: the model config of its
+// config.json and the latest checkpoint of its LatestDir, or with best the checkpoint of its BestDir. It
+// builds the model graph (inference, float32, one image at the config's resolution, without compiling it)
+// on backend so that every model variable is created and holds its checkpointed value, in the model's
+// construction order; it fails if the checkpoint lacks one or holds one with another shape (a config.json
+// that does not match the checkpoint). The training state (optimizer, global step) stays in the
+// checkpoint handler, the store's loader: store.IterVariables lists the model variables only.
+func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *model.Store, error) {
+	if backend == nil {
+		return models.Config{}, nil, errors.New("train: load run: nil backend")
+	}
+	cfg, err := ReadRunConfig(dir)
+	if err != nil {
+		return models.Config{}, nil, err
+	}
+	ckptDir := RunCheckpointDir(dir, best)
+	names, err := listCheckpoints(ckptDir)
+	if err != nil {
+		return models.Config{}, nil, fmt.Errorf("train: run directory %s: listing checkpoints: %w", dir, err)
+	}
+	if len(names) == 0 {
+		return models.Config{}, nil, fmt.Errorf("train: run directory %s: no checkpoint in %s", dir, ckptDir)
+	}
+	store := model.NewStore()
+	if _, err := LoadCheckpoint(store, ckptDir); err != nil {
+		return models.Config{}, nil, err
+	}
+	if err := createVariables(backend, store, cfg); err != nil {
+		return models.Config{}, nil, fmt.Errorf("train: run directory %s: the checkpoint in %s does not fit the model of %s: %w",
+			dir, ckptDir, ConfigFile, err)
+	}
+	if missing := variablesWithoutValue(store); len(missing) > 0 {
+		return models.Config{}, nil, fmt.Errorf("train: run directory %s: the checkpoint in %s does not fit the model of %s: "+
+			"it has no value for %s", dir, ckptDir, ConfigFile, listSome(missing, 3))
+	}
+	return cfg, store, nil
+}
+
+// createVariables builds cfg's inference graph for one float32 image at cfg's resolution on store, without
+// compiling it, which creates the model's variables (loading those a checkpoint handler holds).
+func createVariables(backend compute.Backend, store *model.Store, cfg models.Config) error {
+	cfg = cfg.WithDefaults()
+	return exceptions.TryCatch[error](func() {
+		g := NewGraph(backend, "create_variables")
+		model.SetStore(g, store)
+		store.SetTraining(g, false)
+		x := Parameter(g, "x", shapes.Make(dtypes.Float32, 1, cfg.Resolution, cfg.Resolution, cfg.InChannels))
+		cfg.Build(store.RootScope(), x)
+		g.Finalize()
+	})
+}
+
+// NewModelStore returns a new store holding the variables of cfg's model, created (by building its
+// inference graph, see LoadRun) but not initialized: set every one, for instance with
+// interop.ImportStateWith, before saving the store with WriteRun.
+func NewModelStore(backend compute.Backend, cfg models.Config) (*model.Store, error) {
+	if backend == nil {
+		return nil, errors.New("train: nil backend")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("train: model %s: %w", cfg.Name, err)
+	}
+	store := model.NewStore()
+	if err := createVariables(backend, store, cfg); err != nil {
+		return nil, fmt.Errorf("train: model %s: %w", cfg.Name, err)
+	}
+	return store, nil
+}
+
+// variablesWithoutValue returns the paths of the variables of store that hold no value.
+func variablesWithoutValue(store *model.Store) []string {
+	var paths []string
+	for v := range store.IterVariables() {
+		if !v.HasValue() {
+			paths = append(paths, v.Path())
+		}
+	}
+	return paths
+}
+
+// listSome formats the first n items of a list and how many more there are.
+func listSome(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// importedRunFile is what config.json holds in a run directory written by WriteRun: the structure Run
+// writes (the training fields are zero: no training happened) and where the weights came from.
+type importedRunFile struct {
+	runConfigFile
+	Source string `json:"source"`
+}
+
+// WriteRun writes the model variables of store (every one must hold a value) as a run directory in the
+// layout Run writes, so that LoadRun and the other tools that read run directories accept it: config.json
+// (the training Config with modelCfg, zero training fields, and source, a description of where the
+// weights come from) and the same GoMLX checkpoint in LatestDir and in BestDir. dir is created if needed;
+// it must not hold checkpoints already.
+func WriteRun(dir string, modelCfg models.Config, store *model.Store, source string) error {
+	if err := modelCfg.Validate(); err != nil {
+		return fmt.Errorf("train: model %s: %w", modelCfg.Name, err)
+	}
+	if missing := variablesWithoutValue(store); len(missing) > 0 {
+		return fmt.Errorf("train: writing run directory %s: no value for %s", dir, listSome(missing, 3))
+	}
+	latestDir, bestDir := filepath.Join(dir, LatestDir), filepath.Join(dir, BestDir)
+	for _, d := range []string{latestDir, bestDir} {
+		names, err := listCheckpoints(d)
+		if err != nil {
+			return fmt.Errorf("train: run directory %s: %w", dir, err)
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("train: run directory %s already holds checkpoints in %s: choose a new run directory",
+				dir, d)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: creating run directory: %w", err)
+	}
+	desc := importedRunFile{
+		runConfigFile: runConfigFile{
+			Config:      Config{Model: modelCfg, RunDir: dir},
+			AugmentDesc: describeAugmenter(nil),
+			Optimizer:   "none",
+		},
+		Source: source,
+	}
+	b, err := json.MarshalIndent(desc, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: encoding %s: %w", ConfigFile, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("train: writing %s: %w", ConfigFile, err)
+	}
+	err = catch(func() error {
+		h, err := checkpoint.Build(store).Dir(latestDir).Keep(KeepCheckpoints).Done()
+		if err != nil {
+			return fmt.Errorf("creating checkpoint handler: %w", err)
+		}
+		if err := h.Save(); err != nil {
+			return fmt.Errorf("saving checkpoint in %s: %w", latestDir, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := copyLatestCheckpoint(latestDir, bestDir); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
