@@ -22,6 +22,10 @@ type ImageSet struct {
 	// NumClasses is the number of classes: labels are in [0, NumClasses).
 	NumClasses int
 
+	// ClassNames optionally names the classes: nil, or NumClasses names
+	// (ClassNames[l] is the name of label l).
+	ClassNames []string
+
 	// Pixels holds N*H*W*C bytes, HWC per image.
 	Pixels []uint8
 
@@ -66,6 +70,7 @@ func (s *ImageSet) Subset(start, end int) *ImageSet {
 		W:          s.W,
 		C:          s.C,
 		NumClasses: s.NumClasses,
+		ClassNames: slices.Clone(s.ClassNames),
 		Pixels:     s.Pixels[start*size : end*size : end*size],
 		Labels:     s.Labels[start:end:end],
 		Mean:       slices.Clone(s.Mean),
@@ -82,8 +87,8 @@ func (s *ImageSet) Split(n int) (first, rest *ImageSet) {
 }
 
 // Validate checks that the set is consistent: positive dimensions, Pixels
-// and Labels of the right lengths, labels in [0, NumClasses) and valid
-// normalisation statistics.
+// and Labels of the right lengths, labels in [0, NumClasses), ClassNames
+// empty or of length NumClasses and valid normalisation statistics.
 func (s *ImageSet) Validate() error {
 	if s == nil {
 		return fmt.Errorf("data: nil ImageSet")
@@ -100,6 +105,10 @@ func (s *ImageSet) Validate() error {
 	}
 	if s.NumClasses <= 0 {
 		return fmt.Errorf("data: ImageSet %q: NumClasses=%d, expected > 0", s.Name, s.NumClasses)
+	}
+	if len(s.ClassNames) != 0 && len(s.ClassNames) != s.NumClasses {
+		return fmt.Errorf("data: ImageSet %q: len(ClassNames)=%d, expected 0 or NumClasses=%d",
+			s.Name, len(s.ClassNames), s.NumClasses)
 	}
 	for i, l := range s.Labels {
 		if l < 0 || int(l) >= s.NumClasses {
