@@ -2,16 +2,18 @@ package train
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomlx/compute"
@@ -19,7 +21,6 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/ml/model/checkpoint"
 	gtrain "github.com/gomlx/gomlx/ml/train"
 	"github.com/gomlx/gomlx/ml/train/metric"
 	"github.com/gomlx/gomlx/support/exceptions"
@@ -69,12 +70,18 @@ type Config struct {
 	// the same seed, config and data, runs on a deterministic backend are identical.
 	Seed int64 `json:"seed"`
 
-	// RunDir is the directory the run writes (see Run). It is created if needed; it must not
-	// already hold a checkpoint.
+	// RunDir is the directory the run writes (see Run). It is created if needed; for Run it must
+	// not already hold a checkpoint, for Resume it must hold one.
 	RunDir string `json:"run_dir"`
 
-	// Data names the dataset (informational: Run uses the sets it is given).
-	Data string `json:"data,omitempty"`
+	// Data names the dataset, DataDir where it was read from, Augmentation the augmentation
+	// spec and Recipe the training recipe the command line used: informational (Run uses the sets
+	// it is given), recorded in config.json so that a run can be resumed or evaluated on the same
+	// data.
+	Data         string `json:"data,omitempty"`
+	DataDir      string `json:"data_dir,omitempty"`
+	Augmentation string `json:"augmentation,omitempty"`
+	Recipe       string `json:"recipe,omitempty"`
 
 	// EvalBatchSize is the evaluation batch size; 0 means BatchSize.
 	EvalBatchSize int `json:"eval_batch_size"`
@@ -87,11 +94,17 @@ type Config struct {
 	MaxTrainImages int `json:"max_train_images,omitempty"`
 	MaxEvalImages  int `json:"max_eval_images,omitempty"`
 
-	// Augment, if not nil, augments every training image (evaluation images never are).
-	Augment data.Augmenter `json:"-"`
-
 	// Workers is the number of data-loading goroutines; 0 means runtime.NumCPU().
 	Workers int `json:"workers,omitempty"`
+
+	// CheckpointEverySteps, when > 0, also saves a checkpoint every that many steps within an
+	// epoch (a checkpoint is always saved at the end of every epoch), so that Resume loses at
+	// most that many steps.
+	CheckpointEverySteps int `json:"checkpoint_every_steps,omitempty"`
+
+	// Log receives warnings, such as the checkpoints Resume skips; nil means the out writer of
+	// Run or Resume.
+	Log io.Writer `json:"-"`
 }
 
 // WithDefaults returns c with the defaults applied to zero-valued fields: Schedule
@@ -134,6 +147,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train: max eval images must be >= 0 (0: all), got %d", c.MaxEvalImages)
 	case c.Workers < 0:
 		return fmt.Errorf("train: workers must be >= 0 (0: one per CPU), got %d", c.Workers)
+	case c.CheckpointEverySteps < 0:
+		return fmt.Errorf("train: checkpoint every steps must be >= 0 (0: at epoch ends only), got %d",
+			c.CheckpointEverySteps)
 	case c.RunDir == "":
 		return errors.New("train: the run directory is not set")
 	}
@@ -160,34 +176,17 @@ func (c Config) optimizer(lr float64) (*SGDOptimizer, error) {
 	return sgd.Build()
 }
 
-// EpochResult are the statistics of one epoch, one row of results.csv.
-type EpochResult struct {
-	// Epoch counts from 1.
-	Epoch int
-	// TrainLoss and TrainError (top-1, %) are means over the epoch's training batches, with the
-	// model in training mode (dropout, batch statistics) as it was being updated.
-	TrainLoss, TrainError float64
-	// ValidLoss (cross-entropy without label smoothing), ValidError and ValidTop5Error (%) are
-	// computed on the validation set at the end of the epoch, in inference mode.
-	ValidLoss, ValidError, ValidTop5Error float64
-	// LR is the learning rate used during the epoch.
-	LR float64
-	// Seconds is the wall time of the epoch (training, evaluation and checkpointing);
-	// ImagesPerSecond the training throughput (training images / training time).
-	Seconds, ImagesPerSecond float64
-}
-
 // Result summarizes a training run.
 type Result struct {
 	// BestValidError is the lowest validation top-1 error (%) of all epochs, at BestEpoch
-	// (counting from 1; 0 when no epoch completed); its weights are in the run's BestDir.
+	// (counting from 1; 0 when no epoch completed); its checkpoint is in the run's BestDir.
 	BestValidError float64
 	BestEpoch      int
 	// FinalValidError, FinalTop5Error and FinalValidLoss are those of the last epoch trained.
 	FinalValidError, FinalTop5Error, FinalValidLoss float64
-	// Epochs is the number of epochs completed.
+	// Epochs is the number of epochs completed (for a resumed run, including those before).
 	Epochs int
-	// Seconds is the wall time of the run.
+	// Seconds is the wall time of the run (of this session, for a resumed run).
 	Seconds float64
 	// History has one entry per completed epoch.
 	History []EpochResult
@@ -196,41 +195,44 @@ type Result struct {
 	// TrainImages and ValidImages are the numbers of images used (after MaxTrainImages and
 	// MaxEvalImages).
 	TrainImages, ValidImages int
+	// ResumedFrom is the checkpoint a resumed run started from ("" for a new run), at epoch
+	// ResumedEpoch (completed epochs) and step ResumedStep of the next one.
+	ResumedFrom               string
+	ResumedEpoch, ResumedStep int
 }
-
-// ResultsHeader is the header line of results.csv.
-var ResultsHeader = []string{"epoch", "train_loss", "train_error", "valid_loss", "valid_error",
-	"valid_top5_error", "lr", "seconds", "images_per_second"}
 
 // ErrNonFiniteLoss is wrapped by the error Run returns when the training loss becomes NaN or Inf.
 var ErrNonFiniteLoss = errors.New("training loss is not finite")
 
 // Indices of the training metrics of the GoMLX trainer built by Run: GoMLX puts the batch loss and
-// its moving average first.
+// its moving average first; then comes the batch's top-1 error.
 const (
-	trainMetricBatchLoss = 0
-	trainMetricMeanLoss  = 2
-	trainMetricMeanError = 3
-)
-
-// Indices of the evaluation metrics of the trainer: GoMLX puts the mean loss first.
-const (
-	evalMetricLoss = 0
-	evalMetricTop1 = 1
-	evalMetricTop5 = 2
+	trainMetricBatchLoss  = 0
+	trainMetricBatchError = 2
 )
 
 // runConfigFile is what config.json holds: the Config plus a description of what is not
 // serializable and of the data actually used.
 type runConfigFile struct {
 	Config
-	AugmentDesc string `json:"augment"`
-	Backend     string `json:"backend"`
-	TrainImages int    `json:"train_images"`
-	ValidImages int    `json:"valid_images"`
-	ScheduleStr string `json:"schedule_desc"`
-	Optimizer   string `json:"optimizer"`
+	AugmentDesc  string `json:"augment"`
+	EvalDesc     string `json:"eval_pipeline,omitempty"`
+	Backend      string `json:"backend"`
+	TrainData    string `json:"train_data,omitempty"`
+	ValidData    string `json:"valid_data,omitempty"`
+	TrainImages  int    `json:"train_images"`
+	ValidImages  int    `json:"valid_images"`
+	ScheduleStr  string `json:"schedule_desc"`
+	Optimizer    string `json:"optimizer"`
+	StepsPerEpch int    `json:"steps_per_epoch,omitempty"`
 }
+
+// runtimeConfigKeys are the keys of config.json that a resumed run may change: they do not change
+// the results (but for timings). The free-form descriptions of the data pipelines ("augment",
+// "eval_pipeline") are not compared either (they may hold pointers); "augmentation", the
+// command line's spec, is.
+var runtimeConfigKeys = []string{"run_dir", "progress", "workers", "checkpoint_every_steps", "data_dir", "backend",
+	"augment", "eval_pipeline"}
 
 // describeAugmenter describes an augmenter for config.json.
 func describeAugmenter(a data.Augmenter) string {
@@ -243,26 +245,56 @@ func describeAugmenter(a data.Augmenter) string {
 	return fmt.Sprintf("%T%+v", a, a)
 }
 
-// Run trains cfg.Model on trainSet with SGD, evaluating on validSet after every epoch, and
+// Run trains cfg.Model on trainData with SGD, evaluating on validData after every epoch, and
 // writes the run directory cfg.RunDir:
 //
 //   - config.json: the Config (with the model config) and a description of the run;
-//   - results.csv: ResultsHeader and one row per epoch, flushed after every epoch;
-//   - checkpoint/: GoMLX checkpoints (weights, batch-norm statistics, optimizer state, global
-//     step) after each of the last KeepCheckpoints epochs;
+//   - classes.json: the class names of trainData, if it has them;
+//   - results.csv: ResultsHeader and one row per epoch, and results.jsonl, one JSON object per
+//     epoch with the same keys, each appended and synced after every epoch;
+//   - checkpoint/: the checkpoints (weights, batch-norm statistics, momentum buffers, global step,
+//     random number generator state and training position) of the last KeepCheckpoints epochs
+//     (or steps, see Config.CheckpointEverySteps), each written atomically with a SHA-256
+//     manifest (see LoadCheckpoint);
 //   - best/: a copy of the checkpoint of the epoch with the lowest validation error.
 //
-// The model is seeded with cfg.Seed; training batches are shuffled (with cfg.Seed), augmented with
-// cfg.Augment, and the last incomplete batch of an epoch is dropped; evaluation uses all the
-// images in order. Summary lines (and, with cfg.Progress, a progress line) are written to out
-// (nil: discarded).
+// The model is seeded with cfg.Seed; training batches are shuffled (with cfg.Seed) and augmented by
+// trainData's training loaders, and the last incomplete batch of an epoch is dropped; evaluation
+// uses all the images in order. The data sets must have the model's number of channels and of
+// classes. Summary lines (and, with cfg.Progress, a progress line) are written to out (nil:
+// discarded).
 //
 // Run stops with an error wrapping ErrNonFiniteLoss, naming the epoch and step, as soon as a
-// training batch loss is NaN or Inf; that state is not saved. It stops with an error wrapping
-// ctx.Err() when ctx is cancelled, checked between steps. On errors after training started, the
-// returned Result holds the epochs completed so far.
-func Run(ctx context.Context, backend compute.Backend, cfg Config, trainSet, validSet *data.ImageSet,
-	out io.Writer) (result *Result, err error) {
+// training batch loss is NaN or Inf; that state is not saved, so the last checkpoint is the last
+// good state. It stops with an error wrapping ctx.Err() when ctx is cancelled, checked between
+// steps, after saving a checkpoint of the state reached, from which Resume continues. On errors
+// after training started, the returned Result holds the epochs completed so far.
+func Run(ctx context.Context, backend compute.Backend, cfg Config, trainData, validData Dataset,
+	out io.Writer) (*Result, error) {
+	return run(ctx, backend, cfg, trainData, validData, out, false)
+}
+
+// Resume continues the run of cfg.RunDir from its newest good checkpoint, with the same data, and
+// appends to its results: the final weights and results (but for timings) are those of an
+// uninterrupted run, bit for bit on a deterministic backend. cfg must be the run's configuration,
+// as ReadConfig returns it, but for runtime fields that do not change results (Progress, Workers,
+// CheckpointEverySteps, DataDir, Log); differences are an error naming them.
+//
+// Checkpoints newer than the one resumed from are set aside: incomplete ones (interrupted while
+// saving) are removed, corrupt ones (checksum mismatch) renamed with the prefix "corrupt-"; each
+// is reported with a warning on cfg.Log. results.csv and results.jsonl are rewritten with the
+// epochs of the checkpoint, and the training continues at its epoch and step: the model, batch-norm
+// statistics, momentum buffers, global step and random number generator state come from the
+// checkpoint, the learning rate from the schedule at that epoch, and the data order and
+// augmentations from the seed, the epoch and the position in it (an epoch resumed in the middle
+// skips the batches already trained). See Run for the rest.
+func Resume(ctx context.Context, backend compute.Backend, cfg Config, trainData, validData Dataset,
+	out io.Writer) (*Result, error) {
+	return run(ctx, backend, cfg, trainData, validData, out, true)
+}
+
+func run(ctx context.Context, backend compute.Backend, cfg Config, trainData, validData Dataset,
+	out io.Writer, resume bool) (result *Result, err error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -280,7 +312,7 @@ func Run(ctx context.Context, backend compute.Backend, cfg Config, trainSet, val
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	trainSet, validSet, err = cfg.prepareSets(trainSet, validSet)
+	trainData, validData, err = cfg.prepareData(trainData, validData)
 	if err != nil {
 		return nil, err
 	}
@@ -288,65 +320,89 @@ func Run(ctx context.Context, backend compute.Backend, cfg Config, trainSet, val
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-
+	log := cfg.Log
+	if log == nil {
+		log = out
+	}
 	r := &runner{
-		ctx: ctx, backend: backend, cfg: cfg, sched: sched, out: out,
-		trainSet: trainSet, validSet: validSet,
+		ctx: ctx, backend: backend, cfg: cfg, sched: sched, out: out, log: log,
+		trainData: trainData, validData: validData,
 		latestDir: filepath.Join(cfg.RunDir, LatestDir),
 		bestDir:   filepath.Join(cfg.RunDir, BestDir),
-		result:    &Result{RunDir: cfg.RunDir, TrainImages: trainSet.N, ValidImages: validSet.N},
+		result:    &Result{RunDir: cfg.RunDir, TrainImages: trainData.Len(), ValidImages: validData.Len()},
 	}
-	if err := r.prepareRunDir(opt); err != nil {
+	r.trainLoader = trainData.NewLoader(LoaderOptions{BatchSize: cfg.BatchSize, Train: true, Seed: cfg.Seed,
+		Workers: cfg.Workers})
+	r.evalLoader = validData.NewLoader(LoaderOptions{BatchSize: cfg.EvalBatchSize, Workers: cfg.Workers})
+	r.steps = r.trainLoader.NumBatches()
+	if resume {
+		err = r.prepareResume(opt)
+	} else {
+		err = r.prepareRunDir(opt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.results, err = openResults(cfg.RunDir, r.history)
+	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if cerr := r.closeResults(); cerr != nil && err == nil {
+		if cerr := r.results.close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
+	r.result.History = slices.Clone(r.history)
+	r.result.Epochs = len(r.history)
+	if n := len(r.history); n > 0 {
+		last := r.history[n-1]
+		r.result.FinalValidError, r.result.FinalTop5Error, r.result.FinalValidLoss =
+			last.ValidError, last.ValidTop5Error, last.ValidLoss
+	}
 	err = catch(func() error { return r.setup(opt) })
 	if err != nil {
 		return r.result, err
 	}
+	defer r.evaluator.finalize()
 	err = r.run()
 	return r.result, err
 }
 
-// prepareSets validates the sets against the model and applies MaxTrainImages/MaxEvalImages.
-func (c Config) prepareSets(trainSet, validSet *data.ImageSet) (*data.ImageSet, *data.ImageSet, error) {
+// prepareData validates the data sets against the model and applies MaxTrainImages/MaxEvalImages.
+func (c Config) prepareData(trainData, validData Dataset) (Dataset, Dataset, error) {
 	for _, s := range []struct {
 		name string
-		set  *data.ImageSet
-	}{{"training", trainSet}, {"validation", validSet}} {
+		set  Dataset
+	}{{"training", trainData}, {"validation", validData}} {
 		if s.set == nil {
 			return nil, nil, fmt.Errorf("train: no %s set", s.name)
 		}
 		if err := s.set.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("train: %s set: %w", s.name, err)
 		}
-		if s.set.N == 0 {
-			return nil, nil, fmt.Errorf("train: %s set %q is empty", s.name, s.set.Name)
+		if s.set.Len() == 0 {
+			return nil, nil, fmt.Errorf("train: %s set %q is empty", s.name, s.set.Name())
 		}
-		if s.set.C != c.Model.InChannels {
+		if s.set.Channels() != c.Model.InChannels {
 			return nil, nil, fmt.Errorf("train: %s set %q has %d-channel images but model %s expects %d channels",
-				s.name, s.set.Name, s.set.C, c.Model.Name, c.Model.InChannels)
+				s.name, s.set.Name(), s.set.Channels(), c.Model.Name, c.Model.InChannels)
 		}
-		if s.set.NumClasses > c.Model.Classes {
+		if s.set.NumClasses() != c.Model.Classes {
 			return nil, nil, fmt.Errorf("train: %s set %q has %d classes but model %s has %d outputs",
-				s.name, s.set.Name, s.set.NumClasses, c.Model.Name, c.Model.Classes)
+				s.name, s.set.Name(), s.set.NumClasses(), c.Model.Name, c.Model.Classes)
 		}
 	}
-	if c.MaxTrainImages > 0 && c.MaxTrainImages < trainSet.N {
-		trainSet = trainSet.Subset(0, c.MaxTrainImages)
+	if c.MaxTrainImages > 0 {
+		trainData = trainData.Head(c.MaxTrainImages)
 	}
-	if c.MaxEvalImages > 0 && c.MaxEvalImages < validSet.N {
-		validSet = validSet.Subset(0, c.MaxEvalImages)
+	if c.MaxEvalImages > 0 {
+		validData = validData.Head(c.MaxEvalImages)
 	}
-	if trainSet.N < c.BatchSize {
+	if trainData.Len() < c.BatchSize {
 		return nil, nil, fmt.Errorf("train: the training set has %d images, fewer than one batch of %d "+
-			"(incomplete batches are dropped)", trainSet.N, c.BatchSize)
+			"(incomplete batches are dropped)", trainData.Len(), c.BatchSize)
 	}
-	return trainSet, validSet, nil
+	return trainData, validData, nil
 }
 
 // catch runs fn, converting a panic (GoMLX reports errors by panicking) into an error.
@@ -359,144 +415,359 @@ func catch(fn func() error) (err error) {
 	return fnErr
 }
 
-// runner holds the state of one Run.
+// runner holds the state of one Run or Resume.
 type runner struct {
-	ctx      context.Context
-	backend  compute.Backend
-	cfg      Config
-	sched    Schedule
-	out      io.Writer
-	prog     *progress
-	trainSet *data.ImageSet
-	validSet *data.ImageSet
+	ctx       context.Context
+	backend   compute.Backend
+	cfg       Config
+	sched     Schedule
+	out, log  io.Writer
+	prog      *progress
+	trainData Dataset
+	validData Dataset
 
 	latestDir, bestDir string
-	resultsFile        *os.File
-	results            *csv.Writer
+	results            *resultsWriter
 
 	store       *model.Store
 	trainer     *gtrain.Trainer
 	loop        *gtrain.Loop
-	ckpt        *checkpoint.Handler
-	trainLoader *data.Loader
-	evalLoader  *data.Loader
+	trainLoader EpochLoader
+	evalLoader  EpochLoader
+	evaluator   *evaluator
+	resumeFrom  *loadedCheckpoint // the checkpoint Resume continues from.
 
-	epoch     int   // current epoch, from 1.
-	step      int   // steps done in the current epoch.
-	stepErr   error // error raised by the step hook.
-	startTime time.Time
-	result    *Result
+	steps          int // steps per epoch.
+	startEpoch     int // epoch (from 0) the run starts at, and the steps of it already done.
+	startStep      int
+	epoch          int     // current epoch, from 1.
+	step           int     // steps done in the current epoch.
+	skip           int     // steps of the current epoch done before this session.
+	savedStep      int     // step of the current epoch last checkpointed (-1: none).
+	lossSum        float64 // sums of the batch losses and errors of the current epoch.
+	errSum         float64
+	priorTrainTime float64   // training seconds of the current epoch before this session.
+	sessionStart   time.Time // start of the current epoch's training in this session.
+	stepErr        error     // error raised by the step hook.
+	history        []EpochResult
+	bestCheckpoint string
+	startTime      time.Time
+	result         *Result
+}
+
+// describe returns config.json's content for the run.
+func (r *runner) describe(opt *SGDOptimizer) runConfigFile {
+	return runConfigFile{
+		Config:       r.cfg,
+		AugmentDesc:  r.trainData.Describe(true),
+		EvalDesc:     r.validData.Describe(false),
+		Backend:      r.backend.Name() + ": " + r.backend.Description(),
+		TrainData:    r.trainData.Name(),
+		ValidData:    r.validData.Name(),
+		TrainImages:  r.trainData.Len(),
+		ValidImages:  r.validData.Len(),
+		ScheduleStr:  r.sched.String(),
+		Optimizer:    opt.String(),
+		StepsPerEpch: r.steps,
+	}
 }
 
 // prepareRunDir creates the run directory, checks it holds no checkpoint, and writes config.json
-// and the header of results.csv.
+// and classes.json.
 func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 	dir := r.cfg.RunDir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("train: creating run directory: %w", err)
 	}
 	for _, d := range []string{r.latestDir, r.bestDir} {
-		names, err := listCheckpoints(d)
+		entries, err := scanCheckpoints(d)
 		if err != nil {
 			return fmt.Errorf("train: run directory %s: %w", dir, err)
 		}
-		if len(names) > 0 {
-			return fmt.Errorf("train: run directory %s already holds checkpoints in %s: choose a new run directory",
-				dir, d)
+		if len(entries) > 0 {
+			return fmt.Errorf("train: run directory %s already holds checkpoints in %s: choose a new run directory "+
+				"or resume it", dir, d)
 		}
 	}
-	desc := runConfigFile{
-		Config:      r.cfg,
-		AugmentDesc: describeAugmenter(r.cfg.Augment),
-		Backend:     r.backend.Name() + ": " + r.backend.Description(),
-		TrainImages: r.trainSet.N,
-		ValidImages: r.validSet.N,
-		ScheduleStr: r.sched.String(),
-		Optimizer:   opt.String(),
-	}
-	b, err := json.MarshalIndent(desc, "", "  ")
+	b, err := json.MarshalIndent(r.describe(opt), "", "  ")
 	if err != nil {
 		return fmt.Errorf("train: encoding %s: %w", ConfigFile, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o644); err != nil {
+	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("train: writing %s: %w", ConfigFile, err)
 	}
-	f, err := os.Create(filepath.Join(dir, ResultsFile))
+	if names := r.trainData.ClassNames(); len(names) > 0 {
+		b, err := json.MarshalIndent(names, "", "  ")
+		if err != nil {
+			return fmt.Errorf("train: encoding %s: %w", ClassesFile, err)
+		}
+		if _, err := writeBytesAtomic(dir, ClassesFile, append(b, '\n')); err != nil {
+			return fmt.Errorf("train: writing %s: %w", ClassesFile, err)
+		}
+	}
+	r.savedStep = -1
+	return nil
+}
+
+// compareConfigs lists the differences between a saved config.json and the one a run would write,
+// ignoring runtimeConfigKeys.
+func compareConfigs(saved, now runConfigFile) ([]string, error) {
+	toMap := func(c runConfigFile) (map[string]any, error) {
+		b, err := json.Marshal(c)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, err
+		}
+		for _, k := range runtimeConfigKeys {
+			delete(m, k)
+		}
+		return m, nil
+	}
+	a, err := toMap(saved)
 	if err != nil {
-		return fmt.Errorf("train: creating %s: %w", ResultsFile, err)
+		return nil, err
 	}
-	r.resultsFile = f
-	r.results = csv.NewWriter(f)
-	if err := r.results.Write(ResultsHeader); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ResultsFile, err)
+	b, err := toMap(now)
+	if err != nil {
+		return nil, err
 	}
-	r.results.Flush()
-	if err := r.results.Error(); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ResultsFile, err)
+	keys := slices.Sorted(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	var diffs []string
+	for _, k := range keys {
+		if !reflect.DeepEqual(a[k], b[k]) {
+			sa, _ := json.Marshal(a[k])
+			sb, _ := json.Marshal(b[k])
+			diffs = append(diffs, fmt.Sprintf("%s %s (saved: %s)", k, shorten(string(sb)), shorten(string(sa))))
+		}
+	}
+	return diffs, nil
+}
+
+// shorten truncates long strings for messages.
+func shorten(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+// prepareResume checks the run directory's config.json against the run's, finds the newest good
+// checkpoint (setting aside incomplete and corrupt newer ones, with warnings) and restores the
+// training position from it.
+func (r *runner) prepareResume(opt *SGDOptimizer) error {
+	dir := r.cfg.RunDir
+	saved, err := readRunConfigFile(dir)
+	if err != nil {
+		return err
+	}
+	diffs, err := compareConfigs(saved, r.describe(opt))
+	if err != nil {
+		return fmt.Errorf("train: resume %s: comparing configurations: %w", dir, err)
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("train: resume %s: the run would differ from its %s: %s", dir, ConfigFile,
+			strings.Join(diffs, "; "))
+	}
+	removeTempFiles(r.latestDir)
+	entries, err := scanCheckpoints(r.latestDir)
+	if err != nil {
+		return fmt.Errorf("train: resume %s: listing checkpoints: %w", dir, err)
+	}
+	if len(entries) > 0 && isLegacy(entries) {
+		return fmt.Errorf("train: resume %s: its checkpoints have no manifest and no training state "+
+			"(written by an older seqconv): it cannot be resumed", dir)
+	}
+	var problems []error
+	for i := len(entries) - 1; i >= 0 && r.resumeFrom == nil; i-- {
+		e := entries[i]
+		if !e.complete() {
+			r.warnf("checkpoint %s is incomplete (interrupted while saving): removing it", e.name)
+			if err := removeCheckpoint(r.latestDir, e); err != nil {
+				return fmt.Errorf("train: resume %s: %w", dir, err)
+			}
+			continue
+		}
+		c, err := readCheckpoint(r.latestDir, e.name, true)
+		if err == nil && c.state == nil {
+			err = corruptf("%s has no training state", filepath.Join(r.latestDir, e.name+checkpointState))
+		}
+		if err == nil && c.state.StepsPerEpoch != r.steps {
+			err = fmt.Errorf("checkpoint %s has %d steps per epoch, but the data and batch size give %d",
+				e.name, c.state.StepsPerEpoch, r.steps)
+			return fmt.Errorf("train: resume %s: %w", dir, err)
+		}
+		if err != nil {
+			problems = append(problems, err)
+			r.warnf("%v: setting it aside as %s* and falling back to the previous checkpoint", err, corruptPrefix+e.name)
+			if qerr := quarantineCheckpoint(r.latestDir, e); qerr != nil {
+				return fmt.Errorf("train: resume %s: %w", dir, qerr)
+			}
+			continue
+		}
+		r.resumeFrom = c
+	}
+	if r.resumeFrom == nil {
+		if len(problems) == 0 {
+			return fmt.Errorf("train: resume %s: no checkpoint in %s", dir, r.latestDir)
+		}
+		return fmt.Errorf("train: resume %s: no good checkpoint left: %w", dir, errors.Join(problems...))
+	}
+	st := r.resumeFrom.state
+	if st.Epoch > r.cfg.Epochs || (st.Epoch == r.cfg.Epochs && st.Step > 0) {
+		return fmt.Errorf("train: resume %s: checkpoint %s is at epoch %d, beyond the run's %d epochs",
+			dir, r.resumeFrom.name, st.Epoch, r.cfg.Epochs)
+	}
+	r.history = slices.Clone(st.History)
+	r.startEpoch, r.startStep = st.Epoch, st.Step
+	r.lossSum, r.errSum, r.priorTrainTime = float64(st.TrainLossSum), float64(st.TrainErrorSum), float64(st.TrainSeconds)
+	r.result.BestValidError, r.result.BestEpoch = float64(st.BestValidError), st.BestEpoch
+	r.bestCheckpoint = st.BestCheckpoint
+	r.savedStep = st.Step
+	r.result.ResumedFrom, r.result.ResumedEpoch, r.result.ResumedStep = r.resumeFrom.name, st.Epoch, st.Step
+	r.syncBest()
+	if st.Step == 0 {
+		fmt.Fprintf(r.out, "resuming from %s, after epoch %d/%d\n", r.resumeFrom.name, st.Epoch, r.cfg.Epochs)
+	} else {
+		fmt.Fprintf(r.out, "resuming from %s, at epoch %d/%d, step %d/%d\n", r.resumeFrom.name, st.Epoch+1,
+			r.cfg.Epochs, st.Step, r.steps)
 	}
 	return nil
 }
 
-// closeResults closes results.csv.
-func (r *runner) closeResults() error {
-	if r.resultsFile == nil {
-		return nil
+// syncBest makes the best directory hold the checkpoint the resumed state names as best, when
+// it does not (the run was interrupted while copying it, or the resumed checkpoint is older than
+// the best copied).
+func (r *runner) syncBest() {
+	if r.bestCheckpoint == "" {
+		return
 	}
-	err := r.resultsFile.Close()
-	r.resultsFile = nil
-	if err != nil {
-		return fmt.Errorf("train: closing %s: %w", ResultsFile, err)
+	if names, _ := listCheckpoints(r.bestDir); len(names) == 1 && names[0] == r.bestCheckpoint {
+		return
 	}
-	return nil
+	entries, _ := scanCheckpoints(r.latestDir)
+	for _, e := range entries {
+		if e.name == r.bestCheckpoint && e.complete() {
+			if err := copyCheckpoint(r.latestDir, e.name, r.bestDir); err != nil {
+				r.warnf("restoring the best checkpoint %s: %v", e.name, err)
+			}
+			return
+		}
+	}
+	r.warnf("%s does not hold the best checkpoint so far (%s, epoch %d), no longer available: "+
+		"it will be replaced by the next best epoch", r.bestDir, r.bestCheckpoint, r.result.BestEpoch)
 }
 
-// setup creates the store, trainer, checkpoint handler, loaders and loop.
+// warnf writes a warning line to the log.
+func (r *runner) warnf(format string, args ...any) {
+	fmt.Fprintf(r.log, "warning: %s\n", fmt.Sprintf(format, args...))
+}
+
+// setup creates the store (restoring the resumed checkpoint), trainer and loop.
 func (r *runner) setup(opt *SGDOptimizer) error {
 	cfg := r.cfg
 	r.store = model.NewStore()
-	if err := r.store.SetRNGStateFromSeed(cfg.Seed); err != nil {
+	if r.resumeFrom != nil {
+		if err := r.resumeFrom.restore(r.store); err != nil {
+			return fmt.Errorf("train: resume: %w", err)
+		}
+	} else if err := r.store.SetRNGStateFromSeed(cfg.Seed); err != nil {
 		return fmt.Errorf("train: seeding the random number generator: %w", err)
 	}
 	modelCfg := cfg.Model
 	modelFn := func(scope *model.Scope, x *Node) *Node { return modelCfg.Build(scope, x) }
+	batchError := metric.NewBaseMetric("Batch Train Error", "batch_err", ErrorMetricType, topKErrorPercentFn(1),
+		PrettyPrintPercent)
 	r.trainer = gtrain.NewTrainer(r.backend, r.store, modelFn, CrossEntropyLoss(cfg.LabelSmoothing), opt,
-		[]metric.Interface{NewMeanLossMetric(), NewTopKErrorMetric("Train Error", "train_err", 1)},
-		[]metric.Interface{NewTop1ErrorMetric(), NewTop5ErrorMetric()})
+		[]metric.Interface{batchError}, nil)
 	var err error
-	r.ckpt, err = checkpoint.Build(r.store).Dir(r.latestDir).Keep(KeepCheckpoints).Done()
-	if err != nil {
-		return fmt.Errorf("train: creating checkpoint handler: %w", err)
+	if r.evaluator, err = newEvaluator(r.backend, r.store, cfg.Model); err != nil {
+		return fmt.Errorf("train: building the evaluation graph: %w", err)
 	}
-	r.trainLoader = data.NewLoader(r.trainSet, data.LoaderOptions{
-		BatchSize: cfg.BatchSize, Shuffle: true, Seed: cfg.Seed, DropLast: true,
-		Augment: cfg.Augment, Workers: cfg.Workers,
-	})
-	r.evalLoader = data.NewLoader(r.validSet, data.LoaderOptions{BatchSize: cfg.EvalBatchSize, Workers: cfg.Workers})
+	if r.resumeFrom != nil {
+		if gs := r.trainer.GlobalStep(); gs != r.resumeFrom.state.GlobalStep {
+			return fmt.Errorf("train: resume: checkpoint %s holds global step %d but its state says %d",
+				r.resumeFrom.name, gs, r.resumeFrom.state.GlobalStep)
+		}
+	}
 	r.prog = newProgress(r.out, cfg.Progress, cfg.Epochs)
 	r.loop = gtrain.NewLoop(r.trainer)
-	r.loop.OnStep("seqconv: check loss, progress, cancellation", 0, r.onStep)
+	r.loop.OnStep("seqconv: check loss, checkpoint, progress, cancellation", 0, r.onStep)
 	return nil
 }
 
-// onStep is the loop's step hook: it stops on a non-finite loss or a cancelled context and updates
-// the progress line.
+// onStep is the loop's step hook: it stops on a non-finite loss (saving nothing), accumulates the
+// epoch's training loss and error, saves the periodic checkpoints, updates the progress line and
+// stops, after saving a checkpoint, when the context is cancelled.
 func (r *runner) onStep(_ *gtrain.Loop, metrics []*tensors.Tensor) error {
 	r.step++
-	steps := r.trainLoader.NumBatches()
-	batchLoss := shapes.ConvertTo[float64](metrics[trainMetricBatchLoss].Value())
+	batchLoss := scalar(metrics[trainMetricBatchLoss])
 	if math.IsNaN(batchLoss) || math.IsInf(batchLoss, 0) {
 		r.stepErr = fmt.Errorf("train: %w: the loss is %v at epoch %d/%d, step %d/%d (global step %d): "+
-			"stopping without saving this state (try a lower learning rate)",
-			ErrNonFiniteLoss, nanOrInf(batchLoss), r.epoch, r.cfg.Epochs, r.step, steps, r.loop.LoopStep+1)
+			"stopping without saving this state, the last checkpoint is the last good one (try a lower learning rate)",
+			ErrNonFiniteLoss, nanOrInf(batchLoss), r.epoch, r.cfg.Epochs, r.step, r.steps, r.trainer.GlobalStep())
 		return r.stepErr
 	}
-	r.prog.step(r.step, r.step*r.cfg.BatchSize, batchLoss)
+	r.lossSum += batchLoss
+	r.errSum += scalar(metrics[trainMetricBatchError])
+	r.prog.step(r.step, (r.step-r.skip)*r.cfg.BatchSize, batchLoss)
+	if n := r.cfg.CheckpointEverySteps; n > 0 && r.step%n == 0 && r.step < r.steps {
+		if err := r.saveMidEpoch(); err != nil {
+			r.stepErr = err
+			return err
+		}
+	}
 	if err := r.ctx.Err(); err != nil {
 		r.stepErr = fmt.Errorf("train: interrupted at epoch %d/%d, step %d/%d: %w",
-			r.epoch, r.cfg.Epochs, r.step, steps, err)
+			r.epoch, r.cfg.Epochs, r.step, r.steps, err)
+		if serr := r.saveMidEpoch(); serr != nil {
+			r.stepErr = fmt.Errorf("%w (and saving a checkpoint failed: %v)", r.stepErr, serr)
+		}
 		return r.stepErr
 	}
 	return nil
+}
+
+// saveMidEpoch checkpoints the state within the current epoch (unless already saved at this step).
+func (r *runner) saveMidEpoch() error {
+	if r.savedStep == r.step {
+		return nil
+	}
+	st := r.state(r.epoch-1, r.step)
+	st.TrainLossSum, st.TrainErrorSum = jsonFloat(r.lossSum), jsonFloat(r.errSum)
+	st.TrainSeconds = jsonFloat(r.priorTrainTime + time.Since(r.sessionStart).Seconds())
+	if _, err := r.save(st); err != nil {
+		return fmt.Errorf("train: saving the checkpoint of epoch %d/%d, step %d/%d: %w",
+			r.epoch, r.cfg.Epochs, r.step, r.steps, err)
+	}
+	r.savedStep = r.step
+	return nil
+}
+
+// state returns the training state at the given completed epochs and step, with the current best
+// and history.
+func (r *runner) state(epoch, step int) *trainState {
+	return &trainState{Format: stateFormat, Epoch: epoch, Step: step, StepsPerEpoch: r.steps,
+		GlobalStep: r.trainer.GlobalStep(), BestValidError: jsonFloat(r.result.BestValidError),
+		BestEpoch: r.result.BestEpoch, BestCheckpoint: r.bestCheckpoint, History: slices.Clone(r.history)}
+}
+
+// save writes a checkpoint of the store with the state st into the latest directory.
+func (r *runner) save(st *trainState) (string, error) {
+	var name string
+	err := catch(func() error {
+		var err error
+		name, err = saveCheckpoint(r.store, r.latestDir, st, KeepCheckpoints)
+		return err
+	})
+	return name, err
 }
 
 // nanOrInf names a non-finite value.
@@ -511,16 +782,22 @@ func nanOrInf(x float64) string {
 	}
 }
 
-// run trains all the epochs.
+// run trains the remaining epochs.
 func (r *runner) run() error {
 	r.startTime = time.Now()
 	defer func() { r.result.Seconds = time.Since(r.startTime).Seconds() }()
-	for e := range r.cfg.Epochs {
-		if err := r.ctx.Err(); err != nil {
+	for e := r.startEpoch; e < r.cfg.Epochs; e++ {
+		skip := 0
+		if e == r.startEpoch {
+			skip = r.startStep
+		} else {
+			r.savedStep = -1
+		}
+		if err := r.ctx.Err(); err != nil && skip == 0 {
 			r.prog.clear()
 			return fmt.Errorf("train: interrupted before epoch %d/%d: %w", e+1, r.cfg.Epochs, err)
 		}
-		er, err := r.runEpoch(e)
+		er, err := r.runEpoch(e, skip)
 		if err != nil {
 			r.prog.clear()
 			return err
@@ -535,95 +812,90 @@ func (r *runner) run() error {
 	return nil
 }
 
-// runEpoch trains epoch e (from 0), evaluates, saves the checkpoints and writes the results row.
-func (r *runner) runEpoch(e int) (EpochResult, error) {
+// runEpoch trains epoch e (from 0), skipping its first skip steps (done before a resume),
+// evaluates, writes the results and saves the checkpoints.
+func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 	epochStart := time.Now()
 	er := EpochResult{Epoch: e + 1, LR: r.sched.LR(float64(e))}
 	if err := SetLearningRate(r.store, er.LR); err != nil {
 		return er, err
 	}
-	r.epoch, r.step, r.stepErr = e+1, 0, nil
+	r.epoch, r.step, r.skip, r.stepErr = e+1, skip, skip, nil
+	if skip == 0 {
+		r.lossSum, r.errSum, r.priorTrainTime = 0, 0, 0
+	}
 	r.trainLoader.SetEpoch(e)
-	r.prog.startEpoch(e+1, r.trainLoader.NumBatches())
-
+	r.prog.startEpoch(e+1, r.steps)
+	r.sessionStart = time.Now()
+	// Run the epoch even when its steps were all done before a resume: the loop then only updates
+	// its bookkeeping variables as an uninterrupted run does.
 	var metrics []*tensors.Tensor
 	err := catch(func() error {
 		var err error
-		metrics, err = r.loop.RunEpochs(r.trainLoader, 1)
+		metrics, err = r.loop.RunEpochs(skipBatches{EpochLoader: r.trainLoader, skip: skip}, 1)
 		return err
 	})
+	finalizeAll(metrics)
 	if r.stepErr != nil {
 		return er, r.stepErr
 	}
 	if err != nil {
 		return er, fmt.Errorf("train: epoch %d/%d, step %d: %w", e+1, r.cfg.Epochs, r.step+1, err)
 	}
-	trainSeconds := time.Since(epochStart).Seconds()
-	if len(metrics) <= trainMetricMeanError {
-		return er, fmt.Errorf("train: epoch %d/%d: the trainer returned %d metrics, expected %d",
-			e+1, r.cfg.Epochs, len(metrics), trainMetricMeanError+1)
+	if r.step != r.steps {
+		return er, fmt.Errorf("train: epoch %d/%d had %d steps, expected %d", e+1, r.cfg.Epochs, r.step, r.steps)
 	}
-	er.TrainLoss = scalar(metrics[trainMetricMeanLoss])
-	er.TrainError = scalar(metrics[trainMetricMeanError])
-	finalizeAll(metrics)
-	trainImages := r.trainLoader.NumBatches() * r.cfg.BatchSize
-	if trainSeconds > 0 {
-		er.ImagesPerSecond = float64(trainImages) / trainSeconds
+	sessionSeconds := time.Since(r.sessionStart).Seconds()
+	er.TrainLoss = r.lossSum / float64(r.steps)
+	er.TrainError = r.errSum / float64(r.steps)
+	if sessionSeconds > 0 && skip < r.steps {
+		er.ImagesPerSecond = float64((r.steps-skip)*r.cfg.BatchSize) / sessionSeconds
 	}
 
-	r.prog.status(fmt.Sprintf("epoch %d/%d evaluating %d images...", e+1, r.cfg.Epochs, r.validSet.N))
-	var evalMetrics []*tensors.Tensor
-	err = catch(func() error {
-		var err error
-		evalMetrics, err = r.trainer.Eval(ctxDataset{Dataset: r.evalLoader, ctx: r.ctx})
-		return err
-	})
+	r.prog.status(fmt.Sprintf("epoch %d/%d evaluating %d images...", e+1, r.cfg.Epochs, r.validData.Len()))
+	r.evalLoader.SetEpoch(0)
+	er.ValidLoss, er.ValidError, er.ValidTop5Error, err = r.evaluator.evaluate(r.ctx, r.evalLoader, r.validData.Name())
 	if err != nil {
 		if cerr := r.ctx.Err(); cerr != nil {
-			return er, fmt.Errorf("train: interrupted while evaluating epoch %d/%d: %w", e+1, r.cfg.Epochs, cerr)
+			err = fmt.Errorf("train: interrupted while evaluating epoch %d/%d: %w", e+1, r.cfg.Epochs, cerr)
+			if serr := r.saveMidEpoch(); serr != nil {
+				err = fmt.Errorf("%w (and saving a checkpoint failed: %v)", err, serr)
+			}
+			return er, err
 		}
 		return er, fmt.Errorf("train: evaluating epoch %d/%d: %w", e+1, r.cfg.Epochs, err)
 	}
-	if len(evalMetrics) <= evalMetricTop5 {
-		return er, fmt.Errorf("train: evaluating epoch %d/%d: got %d metrics, expected %d",
-			e+1, r.cfg.Epochs, len(evalMetrics), evalMetricTop5+1)
-	}
-	er.ValidLoss = scalar(evalMetrics[evalMetricLoss])
-	er.ValidError = scalar(evalMetrics[evalMetricTop1])
-	er.ValidTop5Error = scalar(evalMetrics[evalMetricTop5])
-	finalizeAll(evalMetrics)
-
-	if err := r.ckpt.Save(); err != nil {
-		return er, fmt.Errorf("train: saving the checkpoint of epoch %d: %w", e+1, err)
-	}
-	if er.ValidError < r.result.BestValidError || r.result.BestEpoch == 0 {
-		if err := copyLatestCheckpoint(r.latestDir, r.bestDir); err != nil {
-			return er, fmt.Errorf("train: saving the best checkpoint (epoch %d): %w", e+1, err)
-		}
-		r.result.BestValidError = er.ValidError
-		r.result.BestEpoch = e + 1
-	}
 	er.Seconds = time.Since(epochStart).Seconds()
-	if err := r.writeRow(er); err != nil {
+
+	// Results first: if interrupted before the checkpoint, a resume rewrites them from its own.
+	if err := r.results.write(er); err != nil {
 		return er, err
 	}
+	r.history = append(r.history, er)
+	newBest := r.result.BestEpoch == 0 || er.ValidError < r.result.BestValidError
+	st := r.state(e+1, 0)
+	var name string
+	err = catch(func() error {
+		var err error
+		if name, err = nextCheckpointName(r.latestDir, st.GlobalStep); err != nil {
+			return err
+		}
+		if newBest {
+			st.BestValidError, st.BestEpoch, st.BestCheckpoint = jsonFloat(er.ValidError), e+1, name
+		}
+		return writeCheckpoint(r.store, r.latestDir, name, st, KeepCheckpoints)
+	})
+	if err != nil {
+		return er, fmt.Errorf("train: saving the checkpoint of epoch %d: %w", e+1, err)
+	}
+	r.savedStep = 0
+	if newBest {
+		r.result.BestValidError, r.result.BestEpoch, r.bestCheckpoint = er.ValidError, e+1, name
+		if err := copyCheckpoint(r.latestDir, name, r.bestDir); err != nil {
+			return er, fmt.Errorf("train: saving the best checkpoint (epoch %d): %w", e+1, err)
+		}
+	}
 	return er, nil
-}
-
-// writeRow appends one row to results.csv and flushes it.
-func (r *runner) writeRow(er EpochResult) error {
-	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 8, 64) }
-	row := []string{strconv.Itoa(er.Epoch), f(er.TrainLoss), f(er.TrainError), f(er.ValidLoss),
-		f(er.ValidError), f(er.ValidTop5Error), f(er.LR), strconv.FormatFloat(er.Seconds, 'f', 3, 64),
-		strconv.FormatFloat(er.ImagesPerSecond, 'f', 1, 64)}
-	if err := r.results.Write(row); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ResultsFile, err)
-	}
-	r.results.Flush()
-	if err := r.results.Error(); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ResultsFile, err)
-	}
-	return nil
 }
 
 // scalar returns the value of a scalar tensor as float64.
@@ -665,33 +937,51 @@ func (d ctxDataset) Iter() iter.Seq2[gtrain.Batch, error] {
 }
 
 // Evaluate computes, in inference mode, the mean cross-entropy loss and the top-1 and top-5 errors
-// (in %) of the model modelCfg with the variables of store on set, in batches of batchSize images
-// (in order, the last batch possibly smaller). Variables without a value are loaded by the store's
-// loader (e.g. a checkpoint attached with LoadCheckpoint) or else initialized randomly. It stops with
-// ctx's error when ctx is cancelled.
+// (in %) of the model modelCfg with the variables of store on ds, in batches of batchSize images
+// (in order, the last batch possibly smaller, with ds's evaluation pipeline): exact means over the
+// images, as Run's per-epoch validation. Variables without a value are loaded by the store's loader
+// (e.g. a checkpoint attached with LoadCheckpoint) or else initialized randomly. The set must have
+// the model's channels and classes. It stops with ctx's error when ctx is cancelled.
 func Evaluate(ctx context.Context, backend compute.Backend, store *model.Store, modelCfg models.Config,
-	set *data.ImageSet, batchSize int) (loss, top1, top5 float64, err error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
+	ds Dataset, batchSize int) (loss, top1, top5 float64, err error) {
 	if err := modelCfg.Validate(); err != nil {
 		return 0, 0, 0, fmt.Errorf("evaluate: model %s: %w", modelCfg.Name, err)
 	}
 	if batchSize < 1 {
 		return 0, 0, 0, fmt.Errorf("evaluate: batch size must be >= 1, got %d", batchSize)
 	}
-	if set == nil {
+	if ds == nil {
 		return 0, 0, 0, errors.New("evaluate: no data set")
 	}
-	if err := set.Validate(); err != nil {
+	if err := ds.Validate(); err != nil {
 		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
 	}
-	if set.C != modelCfg.InChannels || set.NumClasses > modelCfg.Classes {
+	if ds.Channels() != modelCfg.InChannels || ds.NumClasses() != modelCfg.Classes {
 		return 0, 0, 0, fmt.Errorf("evaluate: set %q (%d channels, %d classes) does not fit model %s (%d channels, %d classes)",
-			set.Name, set.C, set.NumClasses, modelCfg.Name, modelCfg.InChannels, modelCfg.Classes)
+			ds.Name(), ds.Channels(), ds.NumClasses(), modelCfg.Name, modelCfg.InChannels, modelCfg.Classes)
 	}
+	ev, err := newEvaluator(backend, store, modelCfg)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+	}
+	defer ev.finalize()
+	loss, top1, top5, err = ev.evaluate(ctx, ds.NewLoader(LoaderOptions{BatchSize: batchSize}), ds.Name())
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+	}
+	return loss, top1, top5, nil
+}
+
+// evaluator computes the summed loss, top-1 and top-5 errors of batches in inference mode.
+type evaluator struct {
+	exec *model.Exec
+}
+
+// newEvaluator returns an evaluator of modelCfg with the variables of store; its graph is compiled
+// at the first batch.
+func newEvaluator(backend compute.Backend, store *model.Store, modelCfg models.Config) (*evaluator, error) {
 	var exec *model.Exec
-	err = catch(func() error {
+	err := catch(func() error {
 		var err error
 		exec, err = model.NewExec(backend, store, func(scope *model.Scope, x, labels *Node) []*Node {
 			g := x.Graph()
@@ -706,26 +996,39 @@ func Evaluate(ctx context.Context, backend compute.Backend, store *model.Store, 
 		return err
 	})
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+		return nil, err
 	}
-	defer exec.Finalize()
-	loader := data.NewLoader(set, data.LoaderOptions{BatchSize: batchSize})
+	return &evaluator{exec: exec}, nil
+}
+
+// finalize frees the compiled graphs.
+func (ev *evaluator) finalize() {
+	if ev != nil && ev.exec != nil {
+		ev.exec.Finalize()
+	}
+}
+
+// evaluate runs one epoch of loader and returns the mean loss and the top-1 and top-5 errors (%).
+func (ev *evaluator) evaluate(ctx context.Context, loader gtrain.Dataset, name string) (loss, top1, top5 float64, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	var sums [3]float64
 	n := 0
 	for batch, err := range (ctxDataset{Dataset: loader, ctx: ctx}).Iter() {
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+			return 0, 0, 0, err
 		}
 		bs := batch.Labels[0].Shape().Dim(0)
 		var outs []*tensors.Tensor
 		err = catch(func() error {
 			var err error
-			outs, err = exec.Call(batch.Inputs[0], batch.Labels[0])
+			outs, err = ev.exec.Call(batch.Inputs[0], batch.Labels[0])
 			return err
 		})
 		_ = batch.Finalize()
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("evaluate: batch of images %d-%d: %w", n, n+bs, err)
+			return 0, 0, 0, fmt.Errorf("batch of images %d-%d: %w", n, n+bs, err)
 		}
 		for i := range sums {
 			sums[i] += scalar(outs[i])
@@ -734,7 +1037,7 @@ func Evaluate(ctx context.Context, backend compute.Backend, store *model.Store, 
 		n += bs
 	}
 	if n == 0 {
-		return 0, 0, 0, fmt.Errorf("evaluate: set %q is empty", set.Name)
+		return 0, 0, 0, fmt.Errorf("set %q is empty", name)
 	}
 	return sums[0] / float64(n), 100 * sums[1] / float64(n), 100 * sums[2] / float64(n), nil
 }
@@ -743,10 +1046,10 @@ func Evaluate(ctx context.Context, backend compute.Backend, store *model.Store, 
 // directory, filepath.Join(runDir, BestDir) or filepath.Join(runDir, LatestDir)), loaded into a
 // fresh store.
 func EvaluateCheckpoint(ctx context.Context, backend compute.Backend, dir string, modelCfg models.Config,
-	set *data.ImageSet, batchSize int) (loss, top1, top5 float64, err error) {
+	ds Dataset, batchSize int) (loss, top1, top5 float64, err error) {
 	store := model.NewStore()
 	if _, err := LoadCheckpoint(store, dir); err != nil {
 		return 0, 0, 0, err
 	}
-	return Evaluate(ctx, backend, store, modelCfg, set, batchSize)
+	return Evaluate(ctx, backend, store, modelCfg, ds, batchSize)
 }

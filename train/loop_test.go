@@ -69,12 +69,14 @@ var (
 	quadrantTrain, quadValid *data.ImageSet
 )
 
-func quadrantSets() (trainSet, validSet *data.ImageSet) {
+// quadrantSets returns the quadrant training set (augmented with a 1-pixel random crop) and
+// validation set.
+func quadrantSets() (trainSet, validSet Dataset) {
 	quadrantOnce.Do(func() {
 		quadrantTrain = quadrantSet("quadrant-train", 256, 1)
 		quadValid = quadrantSet("quadrant-valid", 96, 2)
 	})
-	return quadrantTrain, quadValid
+	return ImageSetData(quadrantTrain, data.RandomCrop{Pad: 1}), ImageSetData(quadValid, nil)
 }
 
 func tinyConfig(t testing.TB, runDir string) Config {
@@ -82,7 +84,6 @@ func tinyConfig(t testing.TB, runDir string) Config {
 		Model: tinyModel(t), Epochs: 2, BatchSize: 32, LR: 0.1, Momentum: 0.9, Nesterov: true,
 		WeightDecay: 5e-4, NoDecayBNBias: true, Schedule: "multistep", Milestones: []int{1}, Gamma: 0.1,
 		Seed: 42, RunDir: runDir, Data: "quadrant", EvalBatchSize: 40, Workers: 1,
-		Augment: data.RandomCrop{Pad: 1},
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/ml/model/checkpoint"
 	"github.com/gomlx/gomlx/support/exceptions"
 	"github.com/seqconv/seqconv/models"
 )
@@ -34,11 +33,16 @@ func ReadRunConfig(dir string) (models.Config, error) {
 	if err := json.Unmarshal(b, &file); err != nil {
 		return models.Config{}, fmt.Errorf("train: %s: %w", path, err)
 	}
-	if len(file.Model) == 0 || string(file.Model) == "null" {
+	return decodeModelConfig(path, file.Model)
+}
+
+// decodeModelConfig decodes the "model" value of config.json, applies the defaults and validates it.
+func decodeModelConfig(path string, raw json.RawMessage) (models.Config, error) {
+	if len(raw) == 0 || string(raw) == "null" {
 		return models.Config{}, fmt.Errorf("train: %s: no \"model\" config", path)
 	}
 	var cfg models.Config
-	dec := json.NewDecoder(bytes.NewReader(file.Model))
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
@@ -48,6 +52,40 @@ func ReadRunConfig(dir string) (models.Config, error) {
 		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// readRunConfigFile reads config.json of a run directory written by Run.
+func readRunConfigFile(dir string) (runConfigFile, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return runConfigFile{}, fmt.Errorf("train: run directory %s: %w", dir, err)
+	}
+	var file runConfigFile
+	if err := json.Unmarshal(b, &file); err != nil {
+		return runConfigFile{}, fmt.Errorf("train: %s: %w", path, err)
+	}
+	var raw struct {
+		Model json.RawMessage `json:"model"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return runConfigFile{}, fmt.Errorf("train: %s: %w", path, err)
+	}
+	if file.Model, err = decodeModelConfig(path, raw.Model); err != nil {
+		return runConfigFile{}, err
+	}
+	return file, nil
+}
+
+// ReadConfig reads the training Config of a run directory from its config.json, as Run wrote it
+// (with the model family's defaults applied to the model config), for Resume. Runs written by
+// WriteRun have a Config without training fields (Epochs 0), which Resume rejects.
+func ReadConfig(dir string) (Config, error) {
+	file, err := readRunConfigFile(dir)
+	if err != nil {
+		return Config{}, err
+	}
+	return file.Config, nil
 }
 
 // RunCheckpointDir returns the checkpoint directory of a run directory: its best checkpoint (BestDir)
@@ -64,7 +102,8 @@ func RunCheckpointDir(dir string, best bool) string {
 // builds the model graph (inference, float32, one image at the config's resolution, without compiling it)
 // on backend so that every model variable is created and holds its checkpointed value, in the model's
 // construction order; it fails if the checkpoint lacks one or holds one with another shape (a config.json
-// that does not match the checkpoint). The training state (optimizer, global step) stays in the
+// that does not match the checkpoint). The checkpoint is verified first (see LoadCheckpoint): a corrupt
+// or truncated one is an error naming the file. The training state (optimizer, global step) stays in the
 // checkpoint handler, the store's loader: store.IterVariables lists the model variables only.
 func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *model.Store, error) {
 	if backend == nil {
@@ -192,15 +231,14 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	if err != nil {
 		return fmt.Errorf("train: encoding %s: %w", ConfigFile, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o644); err != nil {
+	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
 		return fmt.Errorf("train: writing %s: %w", ConfigFile, err)
 	}
+	var name string
 	err = catch(func() error {
-		h, err := checkpoint.Build(store).Dir(latestDir).Keep(KeepCheckpoints).Done()
+		var err error
+		name, err = saveCheckpoint(store, latestDir, nil, KeepCheckpoints)
 		if err != nil {
-			return fmt.Errorf("creating checkpoint handler: %w", err)
-		}
-		if err := h.Save(); err != nil {
 			return fmt.Errorf("saving checkpoint in %s: %w", latestDir, err)
 		}
 		return nil
@@ -208,7 +246,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	if err != nil {
 		return err
 	}
-	if err := copyLatestCheckpoint(latestDir, bestDir); err != nil {
+	if err := copyCheckpoint(latestDir, name, bestDir); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
 	return nil

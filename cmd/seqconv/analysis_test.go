@@ -64,7 +64,7 @@ func trainTinyRun(t *testing.T) string {
 	_, err = train.Run(context.Background(), backend, train.Config{
 		Model: cfg, Epochs: 2, BatchSize: 32, LR: 0.1, Momentum: 0.9, Schedule: "multistep",
 		Milestones: []int{1}, Gamma: 0.1, Seed: 1, RunDir: runDir, Data: "random", EvalBatchSize: 32, Workers: 1,
-	}, randomImages("train", 64, 1), randomImages("valid", 32, 2), nil)
+	}, train.ImageSetData(randomImages("train", 64, 1), nil), train.ImageSetData(randomImages("valid", 32, 2), nil), nil)
 	if err != nil {
 		t.Fatalf("training the tiny run: %v", err)
 	}

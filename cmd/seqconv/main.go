@@ -3,7 +3,9 @@
 //
 // Usage:
 //
-//	seqconv train [flags]      train a model (default: seqresnet-mnist on the embedded MNIST)
+//	seqconv train [flags]      train a model (default: seqresnet-mnist on the embedded MNIST; cifar10,
+//	                           cifar100 or an image folder with --data; --resume RUN_DIR continues a run)
+//	seqconv eval [flags]       evaluate a run's checkpoint: loss, top-1 and top-5 error
 //	seqconv models [flags]     list the registered models with their size and cost
 //	seqconv summary MODEL      print a model's per-layer output shapes, parameters and MACs
 //	seqconv import [flags]     import the authors' PyTorch weights (.npz state_dict) into a run directory

@@ -109,7 +109,14 @@ func TestBadInputs(t *testing.T) {
 		{"lr NaN", []string{"train", "--lr", "NaN", "--run", runDir}, 2, "--lr", true, false},
 		{"unwritable run", []string{"train", "--run", "/proc/x"}, 2, "/proc/x", true, false},
 		{"run is a file", []string{"train", "--run", aFile}, 2, "cannot create the run directory", true, false},
-		{"cifar", []string{"train", "--data", "cifar10", "--run", runDir}, 2, "not available yet", true, false},
+		{"cifar with a grey model", []string{"train", "--data", "cifar10", "--run", runDir}, 2, "3-channel", true, false},
+		{"cifar100 classes", []string{"train", "--data", "cifar100", "--model", "seqresnet-cifar-demo", "--run", runDir}, 2, "--classes 100", true, false},
+		{"folder without train", []string{"train", "--data", t.TempDir(), "--model", "seqresnet-cifar-demo", "--run", runDir}, 2, "no train/ folder", true, false},
+		{"unknown recipe", []string{"train", "--recipe", "mnist", "--run", runDir}, 2, "--recipe", true, false},
+		{"resume no run", []string{"train", "--resume", filepath.Join(t.TempDir(), "nope")}, 2, "not a run directory", true, false},
+		{"checkpoint steps", []string{"train", "--checkpoint-every-steps", "-1", "--run", runDir}, 2, "--checkpoint-every-steps", true, false},
+		{"eval without run", []string{"eval"}, 2, "--run is required", true, false},
+		{"eval missing run", []string{"eval", "--run", filepath.Join(t.TempDir(), "nope")}, 2, "no such run directory", true, false},
 		{"unknown data", []string{"train", "--data", "svhn", "--run", runDir}, 2, "unknown dataset", true, false},
 		{"bad schedule", []string{"train", "--schedule", "linear", "--run", runDir}, 2, "--schedule", true, false},
 		{"bad milestones", []string{"train", "--milestones", "2,x", "--run", runDir}, 2, "--milestones", true, false},
@@ -250,14 +257,19 @@ func TestHelpers(t *testing.T) {
 	if got := oneLine("a\n  b\tc\n"); got != "a b c" {
 		t.Errorf("oneLine: %q", got)
 	}
-	for spec, want := range map[string]string{"default": "crop:2", "none": "none", "crop:4+flip": "crop:4+flip", "flip": "flip"} {
-		_, desc, err := parseAugment(spec, "mnist")
-		if err != nil || desc != want {
-			t.Errorf("parseAugment(%q) = %q, %v; want %q", spec, desc, err, want)
+	for _, c := range []struct{ spec, kind, want string }{
+		{"default", kindMNIST, "crop:2"}, {"none", kindMNIST, "none"}, {"crop:4+flip", kindMNIST, "crop:4+flip"},
+		{"flip", kindMNIST, "flip"}, {"crop", kindMNIST, "crop:2"}, {"crop", kindCIFAR10, "crop:4"},
+		{"default", kindCIFAR100, "crop:4+flip"}, {"default", kindFolder, "rrc+flip+jitter:0.4+lighting:0.1"},
+		{"rrc+flip+jitter+lighting:0.2", kindCIFAR10, "rrc+flip+jitter:0.4+lighting:0.2"},
+	} {
+		p, err := parseAugment(c.spec, c.kind)
+		if err != nil || p.desc != c.want || p.rrc != strings.HasPrefix(c.want, "rrc") {
+			t.Errorf("parseAugment(%q, %s) = %+v, %v; want %q", c.spec, c.kind, p, err, c.want)
 		}
 	}
-	for _, spec := range []string{"crop:0", "crop:x", "flip:2", "blur"} {
-		if _, _, err := parseAugment(spec, "mnist"); err == nil {
+	for _, spec := range []string{"crop:0", "crop:x", "flip:2", "blur", "flip+rrc", "jitter:", "jitter:-1", "lighting"} {
+		if _, err := parseAugment(spec, kindMNIST); err == nil {
 			t.Errorf("parseAugment(%q) accepted", spec)
 		}
 	}

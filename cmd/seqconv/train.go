@@ -2,19 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/seqconv/seqconv/data"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -40,17 +42,36 @@ const (
 	defaultAugment        = "default"
 	defaultRunsDir        = "runs" // --run defaults to runs/<model>-<timestamp>.
 	defaultMNISTCropPad   = 2      // MNIST's default augmentation: random crop with 2 pixels of padding.
+	defaultCIFARCropPad   = 4      // CIFAR's (and image folders'): random crop with 4 pixels of padding.
 )
+
+// recipes are the authors' training settings (SPEC §3.8), applied by --recipe to the flags not
+// given explicitly. "milestones" of the imagenet recipe (every 30 epochs) depends on --epochs.
+var recipes = map[string]map[string]string{
+	"cifar": {
+		"lr": "0.1", "momentum": "0.9", "nesterov": "true", "wd": "1e-4", "no-decay-bn-bias": "false",
+		"batch": "64", "epochs": "300", "schedule": "multistep", "milestones": "", "gamma": "0.1",
+		"warmup": "0", "label-smoothing": "0", "augment": defaultCIFARAugment,
+	},
+	"imagenet": {
+		"lr": "0.1", "momentum": "0.9", "nesterov": "true", "wd": "1e-4", "no-decay-bn-bias": "false",
+		"batch": "256", "epochs": "100", "schedule": "multistep", "gamma": "0.1",
+		"warmup": "0", "label-smoothing": "0", "augment": defaultFolderAugment,
+	},
+}
+
+// imagenetMilestoneEvery is the imagenet recipe's learning-rate decay period, in epochs.
+const imagenetMilestoneEvery = 30
 
 // trainOptions are the flags of "seqconv train".
 type trainOptions struct {
-	data, model                                     string
-	epochs, batch, evalBatch                        int
+	data, dataDir, model, recipe, resume            string
+	epochs, batch, evalBatch, classes               int
 	lr, momentum, wd, gamma, warmup, labelSmoothing float64
 	nesterov, noDecayBNBias, quiet                  bool
 	schedule, milestones, runDir, augment           string
 	seed                                            int64
-	maxTrain, maxEval, workers                      int
+	maxTrain, maxEval, workers, checkpointEvery     int
 }
 
 // newTrainFlags returns the flags of "seqconv train" bound to o (nil: a throwaway).
@@ -58,13 +79,28 @@ func newTrainFlags(o *trainOptions) *flagSet {
 	if o == nil {
 		o = &trainOptions{}
 	}
-	fs := newFlagSet("train", "seqconv train [flags]", `
-Trains a model with SGD, evaluating it on the test set after every epoch, and writes the run
-directory: config.json, results.csv (one row per epoch), checkpoint/ (the latest GoMLX
-checkpoints: weights, batch-norm statistics and optimizer state) and best/ (the checkpoint of the
-epoch with the lowest test error). Ctrl-C stops between two steps; completed epochs are kept.`)
-	fs.StringVar(&o.data, "data", defaultData, "dataset: mnist (embedded; cifar10 is not available yet)")
+	fs := newFlagSet("train", "seqconv train [flags]\n       seqconv train --resume RUN_DIR [--workers N] [--quiet] [--data-dir DIR] [--checkpoint-every-steps N]", `
+Trains a model with SGD, evaluating it on the test (or val) set after every epoch, and writes the
+run directory: config.json, classes.json (class names), results.csv and results.jsonl (one row per
+epoch), checkpoint/ (the last 2 checkpoints: weights, batch-norm statistics, optimizer state, global
+step, RNG state and position in the data) and best/ (the checkpoint of the epoch with the lowest
+test error). Checkpoints are written atomically with a SHA-256 manifest.
+
+--recipe cifar|imagenet applies the authors' settings to the flags not given explicitly (cifar:
+SGD Nesterov 0.9, wd 1e-4, lr 0.1, batch 64, 300 epochs, lr x0.1 at 50% and 75%, crop:4+flip;
+imagenet: the same with batch 256, 100 epochs, lr x0.1 every 30 epochs, random resized crop, flip,
+colour jitter 0.4 and lighting 0.1, evaluated resized to 256/224 of the model resolution and
+centre-cropped).
+
+--resume RUN_DIR continues an interrupted run from its newest good checkpoint with the
+configuration of its config.json, and ends with the same results as an uninterrupted run; only
+--workers, --quiet, --data-dir and --checkpoint-every-steps may be given with it (other flags
+must match the saved configuration). Ctrl-C stops between two steps after saving a checkpoint.`)
+	fs.StringVar(&o.data, "data", defaultData, "dataset: mnist (embedded), cifar10, cifar100 (binary version, from --data-dir), or the path of an image folder with train/ and val/ holding one folder per class")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory holding cifar-10-batches-bin/, cifar-100-binary/ or their .tar.gz (default $"+dataDirEnvVar+" or "+defaultDataDirName+")")
 	fs.StringVar(&o.model, "model", defaultModel, "registered model name (see \"seqconv models\") or path to a JSON model config")
+	fs.IntVar(&o.classes, "classes", 0, "number of classes of the model (0: the model config's)")
+	fs.StringVar(&o.recipe, "recipe", "", "training recipe applied to the flags not given: cifar or imagenet (SPEC §3.8)")
 	fs.IntVar(&o.epochs, "epochs", defaultEpochs, "number of training epochs (>= 1)")
 	fs.IntVar(&o.batch, "batch", defaultBatch, "training batch size (>= 1); the last incomplete batch of each epoch is dropped")
 	fs.Float64Var(&o.lr, "lr", defaultLR, "base learning rate (> 0)")
@@ -79,14 +115,19 @@ epoch with the lowest test error). Ctrl-C stops between two steps; completed epo
 	fs.Float64Var(&o.labelSmoothing, "label-smoothing", defaultLabelSmoothing, "label smoothing of the training loss, in [0, 1)")
 	fs.Int64Var(&o.seed, "seed", defaultSeed, "random seed of the initialization, dropout, shuffling and augmentation")
 	fs.StringVar(&o.runDir, "run", "", "run directory (default "+defaultRunsDir+"/<model>-<timestamp>); it must not hold checkpoints already")
+	fs.StringVar(&o.resume, "resume", "", "resume the run directory RUN_DIR from its newest good checkpoint")
+	fs.IntVar(&o.checkpointEvery, "checkpoint-every-steps", 0, "also checkpoint every N steps within an epoch (0: at the end of each epoch only)")
 	fs.IntVar(&o.evalBatch, "eval-batch", defaultEvalBatch, "evaluation batch size (>= 1)")
 	fs.IntVar(&o.maxTrain, "max-train-images", 0, "train on the first N training images only (0: all)")
 	fs.IntVar(&o.maxEval, "max-eval-images", 0, "evaluate on the first N test images only (0: all)")
-	fs.StringVar(&o.augment, "augment", defaultAugment, "training augmentation: default (mnist: crop:2), none, or '+'-separated crop[:PAD] and flip, e.g. crop:4+flip")
+	fs.StringVar(&o.augment, "augment", defaultAugment, "training augmentation: default (mnist crop:2, cifar crop:4+flip, folders rrc+flip+jitter:0.4+lighting:0.1), none, or '+'-separated rrc (random resized crop, first), crop[:PAD], flip, jitter[:AMOUNT], lighting[:STD]")
 	fs.IntVar(&o.workers, "workers", 0, "data-loading goroutines (0: one per CPU)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print no progress line and no per-epoch lines, only the start and the final result")
 	return fs
 }
+
+// resumeFlags are the flags that may be given with --resume: they do not change the results.
+var resumeFlags = []string{"resume", "workers", "quiet", "data-dir", "checkpoint-every-steps"}
 
 // runTrain implements "seqconv train".
 func runTrain(args []string, stdout, stderr io.Writer) int {
@@ -95,7 +136,15 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
-	plan, err := o.validate()
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var plan *trainPlan
+	var err error
+	if set["resume"] {
+		plan, err = o.resumePlan(fs, set)
+	} else {
+		plan, err = o.validate(fs, set)
+	}
 	if err != nil {
 		printError(stderr, err)
 		return exitCode(err)
@@ -114,14 +163,58 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 
 // trainPlan is a validated "seqconv train" invocation.
 type trainPlan struct {
-	cfg         train.Config
-	augmentDesc string
-	quiet       bool
+	cfg      train.Config
+	data     dataSpec
+	pipeline pipeline
+	resume   bool
+	quiet    bool
+}
+
+// applyRecipe sets the flags of the recipe that were not given explicitly.
+func (o *trainOptions) applyRecipe(fs *flagSet, set map[string]bool) error {
+	name := strings.ToLower(o.recipe)
+	values, ok := recipes[name]
+	if !ok {
+		return usagef("--recipe: unknown recipe %q, expected cifar or imagenet", o.recipe)
+	}
+	o.recipe = name
+	for _, flagName := range slices.Sorted(mapKeys(values)) {
+		if !set[flagName] {
+			if err := fs.Set(flagName, values[flagName]); err != nil {
+				return fmt.Errorf("recipe %s: --%s %s: %w", name, flagName, values[flagName], err)
+			}
+		}
+	}
+	if name == "imagenet" && !set["milestones"] {
+		// Every 30 epochs; at least one milestone, so that short runs do not get multistep's
+		// 50%/75% default.
+		ms := []string{strconv.Itoa(imagenetMilestoneEvery)}
+		for e := 2 * imagenetMilestoneEvery; e < o.epochs; e += imagenetMilestoneEvery {
+			ms = append(ms, strconv.Itoa(e))
+		}
+		o.milestones = strings.Join(ms, ",")
+	}
+	return nil
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
 }
 
 // validate checks every flag, before any expensive work, and returns the training plan. Invalid
 // values are usageErrors. It creates the run directory to check that it is writable.
-func (o *trainOptions) validate() (*trainPlan, error) {
+func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, error) {
+	if o.recipe != "" {
+		if err := o.applyRecipe(fs, set); err != nil {
+			return nil, err
+		}
+	}
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 	switch {
 	case o.epochs < 1:
@@ -150,6 +243,10 @@ func (o *trainOptions) validate() (*trainPlan, error) {
 		return nil, usagef("--max-eval-images must be >= 0 (0: all), got %d", o.maxEval)
 	case o.workers < 0:
 		return nil, usagef("--workers must be >= 0 (0: one per CPU), got %d", o.workers)
+	case o.checkpointEvery < 0:
+		return nil, usagef("--checkpoint-every-steps must be >= 0 (0: at epoch ends only), got %d", o.checkpointEvery)
+	case o.classes < 0:
+		return nil, usagef("--classes must be >= 1 (0: the model's), got %d", o.classes)
 	}
 	milestones, err := parseIntList(o.milestones)
 	if err != nil {
@@ -158,18 +255,28 @@ func (o *trainOptions) validate() (*trainPlan, error) {
 	if _, err := train.ParseSchedule(o.schedule, o.lr, o.epochs, milestones, o.gamma, o.warmup); err != nil {
 		return nil, usagef("--schedule: %v", err)
 	}
-	if err := checkDataName(o.data); err != nil {
+	spec, err := parseDataName(o.data)
+	if err != nil {
 		return nil, err
 	}
-	modelCfg, err := models.Get(o.model)
+	if spec.kind == kindFolder {
+		if err := checkFolderLayout(spec.name); err != nil {
+			return nil, err
+		}
+	}
+	modelCfg, err := o.modelConfig()
 	if err != nil {
-		return nil, usagef("--model: %v", err)
+		return nil, err
 	}
-	if modelCfg.InChannels != mnistChannels || modelCfg.Classes < mnistClasses {
-		return nil, usagef("--model %s takes %d-channel images and has %d classes, but %s has %d-channel images and %d classes",
-			o.model, modelCfg.InChannels, modelCfg.Classes, o.data, mnistChannels, mnistClasses)
+	if modelCfg.InChannels != spec.channels {
+		return nil, usagef("--model %s takes %d-channel images, but %s has %d-channel images",
+			o.model, modelCfg.InChannels, o.data, spec.channels)
 	}
-	aug, augDesc, err := parseAugment(o.augment, o.data)
+	if spec.classes > 0 && modelCfg.Classes != spec.classes {
+		return nil, usagef("--model %s has %d classes, but %s has %d classes (set --classes %d)",
+			o.model, modelCfg.Classes, o.data, spec.classes, spec.classes)
+	}
+	p, err := parseAugment(o.augment, spec.kind)
 	if err != nil {
 		return nil, err
 	}
@@ -180,72 +287,165 @@ func (o *trainOptions) validate() (*trainPlan, error) {
 	if err := checkRunDir(runDir); err != nil {
 		return nil, err
 	}
+	dataDir := ""
+	if spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100 {
+		dataDir = o.dataDir
+		if dataDir == "" {
+			dataDir = defaultDataDir()
+		}
+		if abs, err := filepath.Abs(dataDir); err == nil {
+			dataDir = abs
+		}
+	}
 	cfg := train.Config{
 		Model: modelCfg, Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Momentum: o.momentum,
 		WeightDecay: o.wd, Nesterov: o.nesterov, NoDecayBNBias: o.noDecayBNBias, Schedule: o.schedule,
 		Milestones: milestones, Gamma: o.gamma, WarmupEpochs: o.warmup, LabelSmoothing: o.labelSmoothing,
-		Seed: o.seed, RunDir: runDir, Data: o.data, EvalBatchSize: o.evalBatch, Progress: !o.quiet,
-		MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval, Augment: aug, Workers: o.workers,
+		Seed: o.seed, RunDir: runDir, Data: spec.name, DataDir: dataDir, Augmentation: p.desc, Recipe: o.recipe,
+		EvalBatchSize: o.evalBatch, Progress: !o.quiet, MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
+		Workers: o.workers, CheckpointEverySteps: o.checkpointEvery,
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
-	return &trainPlan{cfg: cfg, augmentDesc: augDesc, quiet: o.quiet}, nil
+	return &trainPlan{cfg: cfg, data: spec, pipeline: p, quiet: o.quiet}, nil
 }
 
-// MNIST's image channels and classes, to check the model before loading the data.
-const (
-	mnistChannels = 1
-	mnistClasses  = 10
-)
-
-// checkDataName checks --data.
-func checkDataName(name string) error {
-	switch strings.ToLower(name) {
-	case "mnist":
-		return nil
-	case "cifar10", "cifar-10", "cifar100", "cifar-100", "imagenet":
-		return usagef("--data %s is not available yet: only mnist is", name)
+// modelConfig returns the model of --model with --classes applied.
+func (o *trainOptions) modelConfig() (models.Config, error) {
+	modelCfg, err := models.Get(o.model)
+	if err != nil {
+		return models.Config{}, usagef("--model: %v", err)
 	}
-	return usagef("--data: unknown dataset %q, expected mnist", name)
+	if o.classes > 0 {
+		modelCfg.Classes = o.classes
+	}
+	modelCfg = modelCfg.WithDefaults()
+	if err := modelCfg.Validate(); err != nil {
+		return models.Config{}, usagef("--model %s: %v", o.model, err)
+	}
+	return modelCfg, nil
 }
 
-// parseAugment parses --augment for the dataset.
-func parseAugment(spec, dataName string) (data.Augmenter, string, error) {
-	spec = strings.ToLower(strings.TrimSpace(spec))
-	if spec == "default" {
-		spec = "crop:" + strconv.Itoa(defaultMNISTCropPad) // The MNIST default; no flip for digits.
+// resumePlan returns the plan of "seqconv train --resume RUN_DIR": the configuration of the run's
+// config.json, with the runtime flags given. Other flags must agree with the saved configuration.
+func (o *trainOptions) resumePlan(fs *flagSet, set map[string]bool) (*trainPlan, error) {
+	dir := o.resume
+	if st, err := os.Stat(filepath.Join(dir, train.ConfigFile)); err != nil || st.IsDir() {
+		return nil, usagef("--resume %s: not a run directory (no %s)", dir, train.ConfigFile)
 	}
-	if spec == "none" || spec == "" {
-		return nil, "none", nil
+	cfg, err := train.ReadConfig(dir)
+	if err != nil {
+		return nil, err
 	}
-	var augs []data.Augmenter
-	var descs []string
-	for _, item := range strings.Split(spec, "+") {
-		name, arg, hasArg := strings.Cut(strings.TrimSpace(item), ":")
-		switch {
-		case name == "crop":
-			pad := defaultMNISTCropPad
-			if hasArg {
-				n, err := strconv.Atoi(arg)
-				if err != nil || n < 1 {
-					return nil, "", usagef("--augment: crop padding must be an integer >= 1, got %q", arg)
-				}
-				pad = n
-			}
-			augs = append(augs, data.RandomCrop{Pad: pad})
-			descs = append(descs, fmt.Sprintf("crop:%d", pad))
-		case name == "flip" && !hasArg:
-			augs = append(augs, data.HFlip{})
-			descs = append(descs, "flip")
+	if cfg.Epochs < 1 {
+		return nil, usagef("--resume %s: the run was not trained by \"seqconv train\" (imported?): nothing to resume", dir)
+	}
+	if err := o.checkResumeFlags(fs, set, cfg); err != nil {
+		return nil, err
+	}
+	spec, err := parseDataName(cfg.Data)
+	if err != nil {
+		return nil, fmt.Errorf("--resume %s: the data of its %s: %w", dir, train.ConfigFile, err)
+	}
+	p, err := parseAugment(cfg.Augmentation, spec.kind)
+	if err != nil {
+		return nil, fmt.Errorf("--resume %s: the augmentation of its %s: %w", dir, train.ConfigFile, err)
+	}
+	cfg.RunDir = dir
+	cfg.Progress = !o.quiet
+	if set["workers"] {
+		if o.workers < 0 {
+			return nil, usagef("--workers must be >= 0 (0: one per CPU), got %d", o.workers)
+		}
+		cfg.Workers = o.workers
+	}
+	if set["checkpoint-every-steps"] {
+		if o.checkpointEvery < 0 {
+			return nil, usagef("--checkpoint-every-steps must be >= 0, got %d", o.checkpointEvery)
+		}
+		cfg.CheckpointEverySteps = o.checkpointEvery
+	}
+	if set["data-dir"] {
+		cfg.DataDir, _ = filepath.Abs(o.dataDir)
+	}
+	if (spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100) && cfg.DataDir == "" {
+		cfg.DataDir = defaultDataDir()
+	}
+	return &trainPlan{cfg: cfg, data: spec, pipeline: p, resume: true, quiet: o.quiet}, nil
+}
+
+// checkResumeFlags checks that the flags given with --resume, other than resumeFlags, have the
+// values of the saved configuration.
+func (o *trainOptions) checkResumeFlags(fs *flagSet, set map[string]bool, cfg train.Config) error {
+	if set["run"] {
+		return usagef("--run cannot be used with --resume: the run directory is --resume's")
+	}
+	saved := map[string]string{
+		"epochs": strconv.Itoa(cfg.Epochs), "batch": strconv.Itoa(cfg.BatchSize),
+		"lr": fmtFloat(cfg.LR), "momentum": fmtFloat(cfg.Momentum), "nesterov": strconv.FormatBool(cfg.Nesterov),
+		"wd": fmtFloat(cfg.WeightDecay), "no-decay-bn-bias": strconv.FormatBool(cfg.NoDecayBNBias),
+		"schedule": cfg.Schedule, "milestones": joinInts(cfg.Milestones), "gamma": fmtFloat(cfg.Gamma),
+		"warmup": fmtFloat(cfg.WarmupEpochs), "label-smoothing": fmtFloat(cfg.LabelSmoothing),
+		"seed": strconv.FormatInt(cfg.Seed, 10), "eval-batch": strconv.Itoa(cfg.EvalBatchSize),
+		"max-train-images": strconv.Itoa(cfg.MaxTrainImages), "max-eval-images": strconv.Itoa(cfg.MaxEvalImages),
+		"recipe": cfg.Recipe, "classes": strconv.Itoa(cfg.Model.Classes),
+	}
+	var names []string
+	fs.Visit(func(f *flag.Flag) { names = append(names, f.Name) })
+	for _, name := range names {
+		if slices.Contains(resumeFlags, name) {
+			continue
+		}
+		given := fs.Lookup(name).Value.String()
+		var same bool
+		var savedStr string
+		switch name {
+		case "data":
+			spec, err := parseDataName(given)
+			same, savedStr = err == nil && spec.name == cfg.Data, cfg.Data
+		case "augment":
+			spec, _ := parseDataName(cfg.Data)
+			p, err := parseAugment(given, spec.kind)
+			same, savedStr = err == nil && p.desc == cfg.Augmentation, cfg.Augmentation
+		case "model":
+			m, err := o.modelConfig()
+			a, b := m, cfg.Model
+			a.Name, b.Name = "", ""
+			ja, _ := json.Marshal(a)
+			jb, _ := json.Marshal(b)
+			same, savedStr = err == nil && string(ja) == string(jb), "the model config of "+train.ConfigFile
 		default:
-			return nil, "", usagef("--augment: unknown augmentation %q, expected default, none, crop[:PAD] or flip joined with '+'", item)
+			s, ok := saved[name]
+			if !ok {
+				return usagef("--%s cannot be used with --resume", name)
+			}
+			// Normalise both values through the flag's own type.
+			var tmp trainOptions
+			tfs := newTrainFlags(&tmp)
+			if err := tfs.Set(name, s); err != nil {
+				return fmt.Errorf("--resume: saved %s %q: %w", name, s, err)
+			}
+			savedStr = tfs.Lookup(name).Value.String()
+			same = savedStr == given
+		}
+		if !same {
+			return usagef("--%s %s conflicts with the run's %s (%s): a resumed run keeps its configuration; "+
+				"only --%s may be given with --resume", name, given, train.ConfigFile, savedStr,
+				strings.Join(resumeFlags[1:], ", --"))
 		}
 	}
-	if len(augs) == 1 {
-		return augs[0], descs[0], nil
+	return nil
+}
+
+func fmtFloat(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
 	}
-	return data.Compose(augs...), strings.Join(descs, "+"), nil
+	return strings.Join(s, ",")
 }
 
 // modelBaseName is the model's name for the default run directory: the registered name, or the
@@ -271,8 +471,9 @@ func checkRunDir(dir string) error {
 		return usagef("--run %s: the run directory is not writable: %v", dir, err)
 	}
 	for _, sub := range []string{train.LatestDir, train.BestDir} {
-		if m, _ := filepath.Glob(filepath.Join(dir, sub, "checkpoint-*.json")); len(m) > 0 {
-			return usagef("--run %s already holds checkpoints (%s): choose a new run directory", dir, sub)
+		if m, _ := filepath.Glob(filepath.Join(dir, sub, "checkpoint-*")); len(m) > 0 {
+			return usagef("--run %s already holds checkpoints (%s): choose a new run directory, or continue it "+
+				"with --resume %s", dir, sub, dir)
 		}
 	}
 	return nil
@@ -295,13 +496,27 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 		cfg.Model.Name, cfg.Model.Family, thousands(stats.Params), humanCount(stats.MACs()),
 		stats.Resolution, stats.Resolution, stats.PaperGFLOPs)
 
-	trainSet, testSet, err := data.LoadMNIST()
+	sets, err := loadData(p.data, cfg.DataDir, p.pipeline, cfg.Model.Resolution, cfg.Workers, false, nil)
 	if err != nil {
-		return fmt.Errorf("loading mnist: %w", err)
+		return err
 	}
-	nTrain, nTest := limit(trainSet.N, cfg.MaxTrainImages), limit(testSet.N, cfg.MaxEvalImages)
-	fmt.Fprintf(stdout, "data:     %s: %s training images, %s test images, augmentation %s\n",
-		cfg.Data, thousands(int64(nTrain)), thousands(int64(nTest)), p.augmentDesc)
+	for _, ds := range []train.Dataset{sets.train, sets.eval} {
+		if err := ds.Validate(); err != nil {
+			return fmt.Errorf("data %s: %w", ds.Name(), err)
+		}
+		if err := checkModelFits(cfg.Model.Name, cfg.Model.InChannels, cfg.Model.Classes, ds, dataLabel(cfg.Data)); err != nil {
+			return err
+		}
+	}
+	nTrain, nEval := limit(sets.train.Len(), cfg.MaxTrainImages), limit(sets.eval.Len(), cfg.MaxEvalImages)
+	h, w := sets.train.ImageSize()
+	fmt.Fprintf(stdout, "data:     %s: %s training images, %s %s images, %d classes, %dx%d, augmentation %s\n",
+		dataLabel(cfg.Data), thousands(int64(nTrain)), thousands(int64(nEval)), sets.evalSplit,
+		sets.train.NumClasses(), h, w, p.pipeline.desc)
+	if h != cfg.Model.Resolution || w != cfg.Model.Resolution {
+		fmt.Fprintf(stderr, "seqconv: note: the images are %dx%d, the model's nominal resolution is %d\n",
+			h, w, cfg.Model.Resolution)
+	}
 	sched, err := train.ParseSchedule(cfg.Schedule, cfg.LR, cfg.Epochs, cfg.Milestones, cfg.Gamma, cfg.WarmupEpochs)
 	if err != nil {
 		return usagef("--schedule: %v", err)
@@ -310,17 +525,31 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	if cfg.Nesterov {
 		nesterov = " nesterov"
 	}
-	fmt.Fprintf(stdout, "training: %d epochs, batch %d, SGD momentum %g%s, weight decay %g, lr %s, label smoothing %g, seed %d\n",
-		cfg.Epochs, cfg.BatchSize, cfg.Momentum, nesterov, cfg.WeightDecay, sched, cfg.LabelSmoothing, cfg.Seed)
+	recipe := ""
+	if cfg.Recipe != "" {
+		recipe = ", recipe " + cfg.Recipe
+	}
+	fmt.Fprintf(stdout, "training: %d epochs, batch %d, SGD momentum %g%s, weight decay %g, lr %s, label smoothing %g, seed %d%s\n",
+		cfg.Epochs, cfg.BatchSize, cfg.Momentum, nesterov, cfg.WeightDecay, sched, cfg.LabelSmoothing, cfg.Seed, recipe)
 	fmt.Fprintf(stdout, "run:      %s\n", cfg.RunDir)
 
 	out := stdout
 	if p.quiet {
 		out = io.Discard
 	}
+	cfg.Log = stderr
 	cfg.Progress = cfg.Progress && isTerminal(stdout)
 	start := time.Now()
-	res, err := train.Run(ctx, backend, cfg, trainSet, testSet, out)
+	var res *train.Result
+	if p.resume {
+		res, err = train.Resume(ctx, backend, cfg, sets.train, sets.eval, out)
+		if p.quiet && res != nil && res.ResumedFrom != "" {
+			info := train.CheckpointInfo{Name: res.ResumedFrom, HasState: true, Epoch: res.ResumedEpoch, Step: res.ResumedStep}
+			fmt.Fprintf(stdout, "resumed:  from %s\n", info)
+		}
+	} else {
+		res, err = train.Run(ctx, backend, cfg, sets.train, sets.eval, out)
+	}
 	wall := time.Since(start).Round(100 * time.Millisecond)
 	if err != nil {
 		if res != nil && res.Epochs > 0 {
@@ -328,15 +557,23 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 				res.Epochs, wall, cfg.RunDir)
 		}
 		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted: %w", err)
+			return fmt.Errorf("interrupted (continue with: seqconv train --resume %s): %w", cfg.RunDir, err)
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "test accuracy %.2f%% (error %.2f%%, top-5 error %.2f%%) after %d epochs; best %.2f%% at epoch %d\n",
-		100-res.FinalValidError, res.FinalValidError, res.FinalTop5Error, res.Epochs,
+	fmt.Fprintf(stdout, "%s accuracy %.2f%% (error %.2f%%, top-5 error %.2f%%) after %d epochs; best %.2f%% at epoch %d\n",
+		sets.evalSplit, 100-res.FinalValidError, res.FinalValidError, res.FinalTop5Error, res.Epochs,
 		100-res.BestValidError, res.BestEpoch)
 	fmt.Fprintf(stdout, "wall time %s; results in %s\n", wall, cfg.RunDir)
 	return nil
+}
+
+// dataLabel is a short name of a --data value (the base name of a folder's path).
+func dataLabel(name string) string {
+	if filepath.IsAbs(name) {
+		return filepath.Base(name)
+	}
+	return name
 }
 
 // limit returns min(n, max) when max > 0, else n.

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/seqconv/seqconv/train"
+)
+
+func init() {
+	registerCommand(command{"eval", "evaluate a run's checkpoint: loss, top-1 and top-5 error", runEval,
+		func(w io.Writer) { printFlagsUsage(w, newEvalFlags(nil)) }})
+}
+
+// evalOptions are the flags of "seqconv eval".
+type evalOptions struct {
+	run, data, dataDir   string
+	best, jsonOut        bool
+	batch, maxImages, wk int
+}
+
+// newEvalFlags returns the flags of "seqconv eval" bound to o (nil: a throwaway).
+func newEvalFlags(o *evalOptions) *flagSet {
+	if o == nil {
+		o = &evalOptions{}
+	}
+	fs := newFlagSet("eval", "seqconv eval --run RUN_DIR [flags]", `
+Evaluates the latest (or, with --best, the best) checkpoint of a run directory on the test set of
+its dataset (the val/ folder of an image-folder dataset), or on --data, in inference mode, and
+prints the mean cross-entropy loss and the top-1 and top-5 errors. Images are prepared as the
+run's evaluation did: as they are for in-memory sets, resized and centre-cropped to the model's
+resolution for image folders (and for runs trained with the rrc augmentation).`)
+	fs.StringVar(&o.run, "run", "", "run directory (required)")
+	fs.StringVar(&o.data, "data", "", "dataset: mnist, cifar10, cifar100, or an image folder (its val/ sub-folder if it has one); default: the run's")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the CIFAR binaries (default: the run's, else $"+dataDirEnvVar+" or "+defaultDataDirName+")")
+	fs.BoolVar(&o.best, "best", false, "evaluate the checkpoint of the best epoch (<run>/"+train.BestDir+") instead of the latest (<run>/"+train.LatestDir+")")
+	fs.IntVar(&o.batch, "batch", defaultEvalBatch, "evaluation batch size (>= 1)")
+	fs.IntVar(&o.maxImages, "max-images", 0, "evaluate the first N images only (0: all)")
+	fs.IntVar(&o.wk, "workers", 0, "data-loading goroutines (0: one per CPU)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
+	return fs
+}
+
+// evalResult is the --json output of "seqconv eval".
+type evalResult struct {
+	Run        string  `json:"run"`
+	Checkpoint string  `json:"checkpoint"`
+	Data       string  `json:"data"`
+	Images     int     `json:"images"`
+	Loss       float64 `json:"loss"`
+	Top1Error  float64 `json:"top1_error"`
+	Top5Error  float64 `json:"top5_error"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// runEval implements "seqconv eval".
+func runEval(args []string, stdout, stderr io.Writer) int {
+	var o evalOptions
+	fs := newEvalFlags(&o)
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := o.execute(ctx, stdout, stderr); err != nil {
+		printError(stderr, err)
+		if errors.Is(err, context.Canceled) {
+			return exitInterrupted
+		}
+		return exitCode(err)
+	}
+	return exitOK
+}
+
+// execute checks the flags and evaluates.
+func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
+	switch {
+	case o.run == "":
+		return usagef("--run is required: the run directory to evaluate")
+	case o.batch < 1:
+		return usagef("--batch must be >= 1, got %d", o.batch)
+	case o.maxImages < 0:
+		return usagef("--max-images must be >= 0 (0: all), got %d", o.maxImages)
+	case o.wk < 0:
+		return usagef("--workers must be >= 0 (0: one per CPU), got %d", o.wk)
+	}
+	if st, err := os.Stat(o.run); err != nil || !st.IsDir() {
+		return usagef("--run %s: no such run directory", o.run)
+	}
+	if _, err := os.Stat(filepath.Join(o.run, train.ConfigFile)); err != nil {
+		return usagef("--run %s: not a run directory (no %s)", o.run, train.ConfigFile)
+	}
+	cfg, err := train.ReadConfig(o.run)
+	if err != nil {
+		return err
+	}
+	dataName, dataDir := o.data, o.dataDir
+	if dataName == "" {
+		if cfg.Data == "" {
+			return usagef("--run %s names no dataset in its %s (an imported run?): set --data", o.run, train.ConfigFile)
+		}
+		dataName = cfg.Data
+	}
+	spec, err := parseDataName(dataName)
+	if err != nil {
+		return err
+	}
+	if dataDir == "" {
+		dataDir = cfg.DataDir
+	}
+	if dataDir == "" {
+		dataDir = defaultDataDir()
+	}
+	// Evaluate as the run did: resized and centre-cropped if it trained with random resized crops.
+	p := pipeline{}
+	if cfg.Augmentation != "" {
+		if trained, err := parseAugment(cfg.Augmentation, spec.kind); err == nil {
+			p.rrc = trained.rrc
+		}
+	}
+	classes, err := readClasses(o.run)
+	if err != nil {
+		return err
+	}
+	if spec.kind != kindFolder {
+		classes = nil
+	}
+
+	backend, err := newBackend(stderr)
+	if err != nil {
+		return err
+	}
+	defer backend.Finalize()
+	modelCfg, store, err := train.LoadRun(backend, o.run, o.best)
+	if err != nil {
+		return err
+	}
+	sets, err := loadData(spec, dataDir, p, modelCfg.Resolution, o.wk, true, classes)
+	if err != nil {
+		return err
+	}
+	ds := sets.eval
+	if err := ds.Validate(); err != nil {
+		return fmt.Errorf("data %s: %w", ds.Name(), err)
+	}
+	if ds.Channels() != modelCfg.InChannels || ds.NumClasses() != modelCfg.Classes {
+		return usagef("the model of %s takes %d-channel images and has %d classes, but %s has %d-channel images and %d classes",
+			o.run, modelCfg.InChannels, modelCfg.Classes, ds.Name(), ds.Channels(), ds.NumClasses())
+	}
+	if o.maxImages > 0 {
+		ds = ds.Head(o.maxImages)
+	}
+	which := "latest"
+	if o.best {
+		which = "best"
+	}
+	if !o.jsonOut {
+		ckpt := train.RunCheckpointDir(o.run, o.best)
+		if info, err := train.LatestCheckpointInfo(ckpt); err == nil {
+			ckpt = filepath.Join(ckpt, info.String())
+		}
+		fmt.Fprintf(stdout, "run:      %s (%s checkpoint: %s)\n", o.run, which, ckpt)
+		fmt.Fprintf(stdout, "model:    %s (%s)\n", modelCfg.Name, modelCfg.Family)
+		fmt.Fprintf(stdout, "data:     %s: %s %s images\n", dataLabel(spec.name), thousands(int64(ds.Len())), sets.evalSplit)
+	}
+	start := time.Now()
+	loss, top1, top5, err := train.Evaluate(ctx, backend, store, modelCfg, ds, o.batch)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("interrupted: %w", err)
+		}
+		return err
+	}
+	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.name, Images: ds.Len(), Loss: loss,
+		Top1Error: top1, Top5Error: top5, Seconds: time.Since(start).Seconds()}
+	if o.jsonOut {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+		return nil
+	}
+	fmt.Fprintf(stdout, "loss %.4f  top-1 error %.2f%%  top-5 error %.2f%%  (%s images, %.1fs)\n",
+		loss, top1, top5, thousands(int64(res.Images)), res.Seconds)
+	return nil
+}
