@@ -11,6 +11,7 @@ benchmark compares like with like. `bench` prints one JSON line: median step tim
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -247,6 +248,7 @@ def golden(args):
 
 def bench(args):
     dev = torch.device(args.device)
+    torch.set_num_threads(args.threads or os.cpu_count())
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(1)
     ctor, res = MODELS[args.model]
@@ -308,6 +310,8 @@ def main():
     b.add_argument("--steps", type=int, default=10)
     b.add_argument("--warmup", type=int, default=2)
     b.add_argument("--channels-last", action="store_true")
+    b.add_argument("--threads", type=int, default=0, help="CPU threads (default: all CPUs; PyTorch's own default "
+                   "can be 1 on small machines)")
     args = p.parse_args()
     return golden(args) if args.cmd == "golden" else bench(args)
 

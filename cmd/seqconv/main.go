@@ -11,6 +11,12 @@
 //	seqconv import [flags]     import the authors' PyTorch weights (.npz state_dict) into a run directory
 //	seqconv export [flags]     export a run directory's weights as a PyTorch state_dict .npz
 //	seqconv infer [flags]      compute a run's eval-mode logits for NCHW images in a .npy file
+//	seqconv bench [flags]      time training or inference steps of a model
+//	seqconv heatmap [flags]    draw the weight-utilization heat maps of a run's SeqConv layers
+//	seqconv plot [flags]       plot the training curves of one or more runs
+//	seqconv report [flags]     write a self-contained HTML report of one or more runs
+//	seqconv experiment windowed-vs-dense [flags]
+//	                           train windowed and dense SeqResNets on MNIST and compare them
 //	seqconv version            print the versions of seqconv, Go and GoMLX
 //	seqconv help [command]     print help
 //
@@ -104,8 +110,12 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "seqconv trains and inspects Sequentially Aggregated Convolutional Networks (SeqConv).\n\n")
 	fmt.Fprintf(w, "Usage:\n  seqconv <command> [flags]\n\nCommands:\n")
+	width := 0
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun \"seqconv help <command>\" or \"seqconv <command> --help\" for the flags of a command.\n")
 	fmt.Fprintf(w, "The compute backend is chosen with $%s (e.g. \"go\"); seqconv falls back to the Go backend.\n",
