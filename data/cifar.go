@@ -356,7 +356,7 @@ func readCIFARArchive(sp *cifarSpec, archive string, r io.Reader) (*cifarParts, 
 // archiveErr describes a premature end of a compressed stream as truncation.
 func archiveErr(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) && !strings.Contains(err.Error(), "truncated") {
-		return fmt.Errorf("truncated archive: %w", err)
+		return fmt.Errorf("%w (truncated archive)", err)
 	}
 	return err
 }
