@@ -57,14 +57,7 @@ mean of its normalized values. A table of the layers is printed.`)
 func runHeatmap(args []string, stdout, stderr io.Writer) int {
 	var o heatmapOptions
 	fs := newHeatmapFlags(&o)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
-		return code
-	}
-	if err := o.execute(stdout); err != nil {
-		printError(stderr, err)
-		return exitCode(err)
-	}
-	return exitOK
+	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout) })
 }
 
 // checkAnalysisRunDir checks that --run names an existing directory.
@@ -199,14 +192,7 @@ the model name of its config.json.`)
 func runPlot(args []string, stdout, stderr io.Writer) int {
 	var o plotOptions
 	fs := newPlotFlags(&o)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
-		return code
-	}
-	if err := o.execute(stdout); err != nil {
-		printError(stderr, err)
-		return exitCode(err)
-	}
-	return exitOK
+	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout) })
 }
 
 func (o *plotOptions) execute(stdout io.Writer) error {

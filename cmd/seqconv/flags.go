@@ -110,3 +110,16 @@ func humanCount(n int64) string {
 	}
 	return strconv.FormatInt(n, 10)
 }
+
+// runParsed parses args into fs (handling --help and flag errors) and then runs exec, reporting its error as
+// a one-line message with the exit code the error calls for.
+func runParsed(fs *flagSet, args []string, stdout, stderr io.Writer, exec func() error) int {
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	if err := exec(); err != nil {
+		printError(stderr, err)
+		return exitCode(err)
+	}
+	return exitOK
+}

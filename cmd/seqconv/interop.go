@@ -64,14 +64,7 @@ variable of the model, with its PyTorch shape, and every variable must be given.
 func runImport(args []string, stdout, stderr io.Writer) int {
 	var o importOptions
 	fs := newImportFlags(&o)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
-		return code
-	}
-	if err := o.execute(stdout, stderr); err != nil {
-		printError(stderr, err)
-		return exitCode(err)
-	}
-	return exitOK
+	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 // execute runs "seqconv import": it checks the flags (usageErrors), imports the weights and writes the run
@@ -157,14 +150,7 @@ npz = numpy.load(FILE); model.load_state_dict({k: torch.from_numpy(v) for k, v i
 func runExport(args []string, stdout, stderr io.Writer) int {
 	var o exportOptions
 	fs := newExportFlags(&o)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
-		return code
-	}
-	if err := o.execute(stdout, stderr); err != nil {
-		printError(stderr, err)
-		return exitCode(err)
-	}
-	return exitOK
+	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 func (o *exportOptions) execute(stdout, stderr io.Writer) error {
@@ -226,14 +212,7 @@ float32 .npy array [N, classes].`)
 func runInfer(args []string, stdout, stderr io.Writer) int {
 	var o inferOptions
 	fs := newInferFlags(&o)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
-		return code
-	}
-	if err := o.execute(stdout, stderr); err != nil {
-		printError(stderr, err)
-		return exitCode(err)
-	}
-	return exitOK
+	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 func (o *inferOptions) execute(stdout, stderr io.Writer) error {

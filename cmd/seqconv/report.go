@@ -53,14 +53,7 @@ embedded SVG images and the style sheet is inline: the file opens without networ
 func runReport(args []string, stdout, stderr io.Writer) int {
 	var o reportOptions
 	fs := newReportFlags(&o)
-	if code, done := parseFlags(fs, args, stdout, stderr); done {
-		return code
-	}
-	if err := o.execute(stdout, stderr); err != nil {
-		printError(stderr, err)
-		return exitCode(err)
-	}
-	return exitOK
+	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 // checkHTMLOut checks that --out names an .html or .htm file.
