@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -53,6 +54,51 @@ func (l Lowering) String() string {
 // ParamLowering is the scope hyperparameter (a Lowering or its name: "auto", "native", "im2col") that
 // selects the convolution lowering of every Conv built in that scope. It defaults to LoweringAuto.
 const ParamLowering = "conv_lowering"
+
+// Precision names how convolutions compute.
+type Precision string
+
+const (
+	// PrecisionF32 computes in the dtype of the inputs (float32 or float64).
+	PrecisionF32 Precision = "f32"
+	// PrecisionBF16 computes float32 convolutions on bfloat16 copies of their input and weights, with float32
+	// accumulation and float32 outputs; variables, batch norm, the classifier and the loss stay in float32.
+	PrecisionBF16 Precision = "bf16"
+)
+
+// ParamPrecision is the scope hyperparameter (a Precision or its name) that selects the precision of every
+// Conv built in that scope. It defaults to PrecisionF32.
+const ParamPrecision = "precision"
+
+// ParsePrecision converts a name ("f32", "bf16") to a Precision.
+func ParsePrecision(name string) (Precision, error) {
+	switch p := Precision(name); p {
+	case PrecisionF32, PrecisionBF16:
+		return p, nil
+	}
+	return "", fmt.Errorf("unknown precision %q, expected f32|bf16", name)
+}
+
+func precisionFromScope(scope *model.Scope) Precision {
+	v, found := scope.GetParam(ParamPrecision)
+	if !found || v == nil {
+		return PrecisionF32
+	}
+	var name string
+	switch t := v.(type) {
+	case Precision:
+		name = string(t)
+	case string:
+		name = t
+	default:
+		Panicf("scope parameter %q: want a layers.Precision or a string, got %T", ParamPrecision, v)
+	}
+	p, err := ParsePrecision(name)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
 
 // ParseLowering converts a name ("auto", "native", "im2col") to a Lowering.
 func ParseLowering(name string) (Lowering, error) {
@@ -293,7 +339,15 @@ func (c *ConvBuilder) Done() *Node {
 	if !c.loweringSet {
 		lowering = loweringFromScope(c.scope)
 	}
-	out := Conv2D(x, weight, c.stride, c.groups, lowering)
+	var out *Node
+	if precisionFromScope(c.scope) == PrecisionBF16 && x.DType() == dtypes.Float32 {
+		// Mixed precision: the convolution reads bfloat16 copies of the float32 activations and master
+		// weights (matmuls accumulate in float32) and returns float32; gradients flow back through the casts.
+		out = ConvertDType(Conv2D(ConvertDType(x, dtypes.BFloat16), ConvertDType(weight, dtypes.BFloat16),
+			c.stride, c.groups, lowering), dtypes.Float32)
+	} else {
+		out = Conv2D(x, weight, c.stride, c.groups, lowering)
+	}
 	recordOp(x.Graph(), OpRecord{
 		Scope: c.scope.Scope(), Kind: OpConv, Out: out.Shape().Dimensions,
 		MACs:   int64(out.Shape().Size()/out.Shape().Dim(0)) * int64(cin/c.groups*c.kernel*c.kernel),

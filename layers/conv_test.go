@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
 )
 
 func randTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
@@ -78,5 +80,54 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConvBF16 checks the bf16 mixed-precision convolution: float32 in and out, values and gradients within
+// bfloat16 rounding of the float32 convolution, on both lowerings.
+func TestConvBF16(t *testing.T) {
+	backend := compute.MustNew()
+	rng := rand.New(rand.NewPCG(9, 10))
+	x64 := randTensor(rng, 2, 6, 6, 8)
+	x := tensors.FromFlatDataAndDimensions(func() []float32 {
+		d := tensors.MustCopyFlatData[float64](x64)
+		out := make([]float32, len(d))
+		for i, v := range d {
+			out[i] = float32(v)
+		}
+		return out
+	}(), 2, 6, 6, 8)
+	for _, lowering := range []Lowering{LoweringIm2Col, LoweringNative} {
+		results := map[Precision][]*tensors.Tensor{}
+		for _, p := range []Precision{PrecisionF32, PrecisionBF16} {
+			store := model.NewStore()
+			if err := store.SetRNGStateFromSeed(1); err != nil {
+				t.Fatal(err)
+			}
+			store.RootScope().SetParam(ParamPrecision, string(p))
+			exec := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) []*Node {
+				out := Conv(scope, x).Channels(16).KernelSize(3).Lowering(lowering).Done()
+				w := scope.GetVariable("weight").NodeValue(x.Graph())
+				loss := ReduceAllSum(Mul(out, Sin(IotaFull(x.Graph(), out.Shape()))))
+				g := Gradient(loss, x, w)
+				return []*Node{out, g[0], g[1]}
+			})
+			results[p] = exec.MustCall(x)
+			if dt := results[p][0].DType(); dt != dtypes.Float32 {
+				t.Fatalf("%s: output dtype %s, want Float32", p, dt)
+			}
+		}
+		for i, what := range []string{"output", "grad x", "grad w"} {
+			a := tensors.MustCopyFlatData[float32](results[PrecisionF32][i])
+			b := tensors.MustCopyFlatData[float32](results[PrecisionBF16][i])
+			var num, den float64
+			for j := range a {
+				num += float64((a[j] - b[j]) * (a[j] - b[j]))
+				den += float64(a[j] * a[j])
+			}
+			if rel := math.Sqrt(num / den); rel > 2e-2 || rel == 0 {
+				t.Errorf("%s %s: relative L2 difference bf16 vs f32 = %g, want (0, 2e-2]", lowering, what, rel)
+			}
+		}
 	}
 }

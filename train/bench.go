@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 	gtrain "github.com/gomlx/gomlx/ml/train"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -23,6 +25,8 @@ type BenchOptions struct {
 	Steps  int  // timed steps after the warm-up (>= 1)
 	Warmup int  // untimed steps after the first (compiling) one
 	Train  bool // a training step (forward, backward, SGD update) rather than inference
+	// Precision is "f32" (default) or "bf16" (see layers.PrecisionBF16).
+	Precision string
 }
 
 // BenchResult is what Bench measured.
@@ -30,6 +34,7 @@ type BenchResult struct {
 	Model          string  `json:"model"`
 	Backend        string  `json:"backend"`
 	Mode           string  `json:"mode"`
+	Precision      string  `json:"precision"`
 	Batch          int     `json:"batch"`
 	Steps          int     `json:"steps"`
 	FirstStepS     float64 `json:"first_step_s"` // graph building + compilation + one step
@@ -58,8 +63,15 @@ func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res B
 	if err != nil {
 		return res, err
 	}
+	precision := layers.PrecisionF32
+	if opts.Precision != "" {
+		if precision, err = layers.ParsePrecision(opts.Precision); err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+	}
 	res = BenchResult{Model: cfg.Name, Backend: backend.Name(), Batch: opts.Batch, Steps: opts.Steps,
-		Params: stats.Params, MACsPerImage: stats.MACs(), ResolutionUsed: stats.Resolution, Mode: "infer"}
+		Params: stats.Params, MACsPerImage: stats.MACs(), ResolutionUsed: stats.Resolution, Mode: "infer",
+		Precision: string(precision)}
 	if opts.Train {
 		res.Mode = "train"
 	}
@@ -67,6 +79,7 @@ func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res B
 	if err := store.SetRNGStateFromSeed(1); err != nil {
 		return res, err
 	}
+	store.RootScope().SetParam(layers.ParamPrecision, string(precision))
 	modelFn := func(scope *model.Scope, x *Node) *Node { return cfg.Build(scope, x) }
 	trainer := gtrain.NewTrainer(backend, store, modelFn, CrossEntropyLoss(0),
 		SGD().LearningRate(0.01).Momentum(0.9).Nesterov(true).WeightDecay(1e-4).Done(), nil, nil)
@@ -122,6 +135,11 @@ func timeStep(trainer *gtrain.Trainer, cfg models.Config, opts BenchOptions, ste
 		}
 		if err != nil {
 			panic(err)
+		}
+		if opts.Train && len(metrics) > 0 {
+			if l := shapes.ConvertTo[float64](metrics[0].Value()); math.IsNaN(l) || math.IsInf(l, 0) {
+				panic(fmt.Errorf("%w: the loss is %v", ErrNonFiniteLoss, l))
+			}
 		}
 		for _, m := range metrics {
 			m.MustFinalizeAll()

@@ -48,17 +48,21 @@ func TestBenchTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, trainMode := range []bool{true, false} {
-		res, err := Bench(backend, cfg, BenchOptions{Batch: 4, Steps: 3, Warmup: 1, Train: trainMode})
+	for _, opts := range []BenchOptions{{Train: true}, {Train: false}, {Train: true, Precision: "bf16"}} {
+		opts.Batch, opts.Steps, opts.Warmup = 4, 3, 1
+		res, err := Bench(backend, cfg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.MedianStepS <= 0 || res.MinStepS > res.MedianStepS || res.FirstStepS <= 0 || res.ImagesPerS <= 0 ||
-			res.PeakRSSBytes <= 0 || res.Params != 73978 {
+			res.PeakRSSBytes <= 0 || res.Params != 73978 || (opts.Precision == "bf16") != (res.Precision == "bf16") {
 			t.Errorf("implausible result %+v", res)
 		}
 	}
 	if _, err := Bench(backend, cfg, BenchOptions{Batch: 0, Steps: 3}); err == nil {
 		t.Error("batch 0: no error")
+	}
+	if _, err := Bench(backend, cfg, BenchOptions{Batch: 2, Steps: 1, Precision: "fp8"}); err == nil {
+		t.Error("precision fp8: no error")
 	}
 }

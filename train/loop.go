@@ -25,6 +25,7 @@ import (
 	"github.com/gomlx/gomlx/ml/train/metric"
 	"github.com/gomlx/gomlx/support/exceptions"
 	"github.com/seqconv/seqconv/data"
+	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -65,6 +66,10 @@ type Config struct {
 
 	// LabelSmoothing in [0, 1) is applied to the training loss only (see CrossEntropyLoss).
 	LabelSmoothing float64 `json:"label_smoothing"`
+
+	// Precision is "f32" (the default, also when empty) or "bf16": bfloat16 convolutions with float32
+	// accumulation, float32 master weights, batch norm and loss (see layers.PrecisionBF16).
+	Precision string `json:"precision,omitempty"`
 
 	// Seed seeds the weight initialization, dropout and the data shuffling and augmentation: with
 	// the same seed, config and data, runs on a deterministic backend are identical.
@@ -130,6 +135,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train: model %s: %w", c.Model.Name, err)
 	}
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	if c.Precision != "" {
+		if _, err := layers.ParsePrecision(c.Precision); err != nil {
+			return fmt.Errorf("train: precision: %w", err)
+		}
+	}
 	switch {
 	case c.Epochs < 1:
 		return fmt.Errorf("train: epochs must be >= 1, got %d", c.Epochs)
@@ -680,6 +690,9 @@ func (r *runner) setup(opt *SGDOptimizer) error {
 		}
 	} else if err := r.store.SetRNGStateFromSeed(cfg.Seed); err != nil {
 		return fmt.Errorf("train: seeding the random number generator: %w", err)
+	}
+	if cfg.Precision != "" {
+		r.store.RootScope().SetParam(layers.ParamPrecision, cfg.Precision)
 	}
 	modelCfg := cfg.Model
 	modelFn := func(scope *model.Scope, x *Node) *Node { return modelCfg.Build(scope, x) }

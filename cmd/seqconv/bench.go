@@ -36,7 +36,7 @@ resident memory of the process.`)
 	fs.StringVar(&o.mode, "mode", "train", "train (forward, backward, update) or infer (forward only)")
 	fs.IntVar(&o.steps, "steps", 5, "timed steps (>= 1)")
 	fs.IntVar(&o.warmup, "warmup", 1, "untimed steps after the compiling one (>= 0)")
-	fs.StringVar(&o.precision, "precision", "f32", "f32 (bf16 is not implemented yet)")
+	fs.StringVar(&o.precision, "precision", "f32", "f32, or bf16 (bfloat16 convolutions, float32 accumulation and master weights)")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	return fs
 }
@@ -60,8 +60,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		err = usagef("--warmup must be >= 0, got %d", o.warmup)
 	case o.mode != "train" && o.mode != "infer":
 		err = usagef("--mode must be train or infer, got %q", o.mode)
-	case o.precision != "f32":
-		err = usagef("--precision %q is not implemented yet: only f32", o.precision)
+	case o.precision != "f32" && o.precision != "bf16":
+		err = usagef("--precision must be f32 or bf16, got %q", o.precision)
 	}
 	if err != nil {
 		printError(stderr, err)
@@ -74,7 +74,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	defer backend.Finalize()
 	res, err := train.Bench(backend, cfg, train.BenchOptions{Batch: o.batch, Steps: o.steps, Warmup: o.warmup,
-		Train: o.mode == "train"})
+		Train: o.mode == "train", Precision: o.precision})
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure
@@ -88,7 +88,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "model %s (%s params, %s MACs/image at %dx%d) on %s, %s, batch %d\n",
 		res.Model, thousands(res.Params), humanCount(res.MACsPerImage), res.ResolutionUsed, res.ResolutionUsed,
-		describeBackend(backend), res.Mode, res.Batch)
+		describeBackend(backend), res.Mode+" "+res.Precision, res.Batch)
 	fmt.Fprintf(stdout, "first step (build + compile + run): %.2fs\n", res.FirstStepS)
 	fmt.Fprintf(stdout, "median step: %.4fs (min %.4fs, %d steps) = %.1f images/s, %.1f GFLOP/s\n",
 		res.MedianStepS, res.MinStepS, res.Steps, res.ImagesPerS, res.GFLOPsPerS)

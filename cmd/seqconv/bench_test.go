@@ -32,7 +32,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"bench", "--model", "nope"},
 		{"bench", "--batch", "0"},
 		{"bench", "--mode", "fly"},
-		{"bench", "--precision", "bf16"},
+		{"bench", "--precision", "fp8"},
 		{"bench", "--steps", "0"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,13 +66,13 @@ const imagenetMilestoneEvery = 30
 
 // trainOptions are the flags of "seqconv train".
 type trainOptions struct {
-	data, dataDir, model, recipe, resume            string
-	epochs, batch, evalBatch, classes               int
-	lr, momentum, wd, gamma, warmup, labelSmoothing float64
-	nesterov, noDecayBNBias, quiet                  bool
-	schedule, milestones, runDir, augment           string
-	seed                                            int64
-	maxTrain, maxEval, workers, checkpointEvery     int
+	data, dataDir, model, recipe, resume             string
+	epochs, batch, evalBatch, classes                int
+	lr, momentum, wd, gamma, warmup, labelSmoothing  float64
+	nesterov, noDecayBNBias, quiet                   bool
+	schedule, milestones, runDir, augment, precision string
+	seed                                             int64
+	maxTrain, maxEval, workers, checkpointEvery      int
 }
 
 // newTrainFlags returns the flags of "seqconv train" bound to o (nil: a throwaway).
@@ -113,6 +114,7 @@ must match the saved configuration). Ctrl-C stops between two steps after saving
 	fs.Float64Var(&o.gamma, "gamma", defaultGamma, "multistep: learning-rate factor at each milestone (> 0)")
 	fs.Float64Var(&o.warmup, "warmup", defaultWarmup, "epochs of linear learning-rate warmup (0: none)")
 	fs.Float64Var(&o.labelSmoothing, "label-smoothing", defaultLabelSmoothing, "label smoothing of the training loss, in [0, 1)")
+	fs.StringVar(&o.precision, "precision", "f32", "f32, or bf16: bfloat16 convolutions with float32 accumulation, master weights, batch norm and loss")
 	fs.Int64Var(&o.seed, "seed", defaultSeed, "random seed of the initialization, dropout, shuffling and augmentation")
 	fs.StringVar(&o.runDir, "run", "", "run directory (default "+defaultRunsDir+"/<model>-<timestamp>); it must not hold checkpoints already")
 	fs.StringVar(&o.resume, "resume", "", "resume the run directory RUN_DIR from its newest good checkpoint")
@@ -303,7 +305,7 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 		Milestones: milestones, Gamma: o.gamma, WarmupEpochs: o.warmup, LabelSmoothing: o.labelSmoothing,
 		Seed: o.seed, RunDir: runDir, Data: spec.name, DataDir: dataDir, Augmentation: p.desc, Recipe: o.recipe,
 		EvalBatchSize: o.evalBatch, Progress: !o.quiet, MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
-		Workers: o.workers, CheckpointEverySteps: o.checkpointEvery,
+		Workers: o.workers, CheckpointEverySteps: o.checkpointEvery, Precision: o.precision,
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
@@ -389,7 +391,7 @@ func (o *trainOptions) checkResumeFlags(fs *flagSet, set map[string]bool, cfg tr
 		"warmup": fmtFloat(cfg.WarmupEpochs), "label-smoothing": fmtFloat(cfg.LabelSmoothing),
 		"seed": strconv.FormatInt(cfg.Seed, 10), "eval-batch": strconv.Itoa(cfg.EvalBatchSize),
 		"max-train-images": strconv.Itoa(cfg.MaxTrainImages), "max-eval-images": strconv.Itoa(cfg.MaxEvalImages),
-		"recipe": cfg.Recipe, "classes": strconv.Itoa(cfg.Model.Classes),
+		"recipe": cfg.Recipe, "classes": strconv.Itoa(cfg.Model.Classes), "precision": cmp.Or(cfg.Precision, "f32"),
 	}
 	var names []string
 	fs.Visit(func(f *flag.Flag) { names = append(names, f.Name) })
