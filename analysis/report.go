@@ -514,7 +514,8 @@ func fmtFloat(x float64, decimals int) string {
 	return strconv.FormatFloat(x, 'f', decimals, 64)
 }
 
-func fmtInt(n int64) string {
+// FormatThousands formats n with "," as the thousands separator (843834 -> "843,834").
+func FormatThousands(n int64) string {
 	s := strconv.FormatInt(n, 10)
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")
@@ -531,7 +532,8 @@ func fmtInt(n int64) string {
 	return b.String()
 }
 
-func fmtCount(n int64) string {
+// FormatCount formats a large count with a K, M or G suffix and 2 decimals (204360992 -> "204.36M").
+func FormatCount(n int64) string {
 	x := float64(n)
 	switch {
 	case x >= 1e9:
@@ -629,8 +631,8 @@ func summaryRows(runs []reportRunView) []summaryRow {
 		}
 		set(1, model)
 		if s := r.Stats; s != nil {
-			set(2, fmtInt(s.Params))
-			set(3, fmt.Sprintf("%s (%s) at %dx%d", fmtInt(s.MACs()), fmtCount(s.MACs()), s.Resolution, s.Resolution))
+			set(2, FormatThousands(s.Params))
+			set(3, fmt.Sprintf("%s (%s) at %dx%d", FormatThousands(s.MACs()), FormatCount(s.MACs()), s.Resolution, s.Resolution))
 			flops := s.PaperFLOPs()
 			if s.PaperGFLOPs < 0.1 {
 				flops += fmt.Sprintf(" (%.4g G)", s.PaperGFLOPs)
@@ -639,7 +641,7 @@ func summaryRows(runs []reportRunView) []summaryRow {
 		}
 		dataset := c.Data
 		if c.TrainImages > 0 || c.ValidImages > 0 {
-			dataset += fmt.Sprintf(": %s training / %s test images", fmtInt(int64(c.TrainImages)), fmtInt(int64(c.ValidImages)))
+			dataset += fmt.Sprintf(": %s training / %s test images", FormatThousands(int64(c.TrainImages)), FormatThousands(int64(c.ValidImages)))
 		}
 		if aug := cmp.Or(c.Augmentation, c.Augment); aug != "" {
 			dataset += ", augmentation " + aug
@@ -720,8 +722,8 @@ func pct(x float64) string {
 var reportFuncs = template.FuncMap{
 	"f3":    func(x float64) string { return fmtFloat(x, 3) },
 	"f2":    func(x float64) string { return fmtFloat(x, 2) },
-	"int":   func(n int64) string { return fmtInt(n) },
-	"count": func(n int64) string { return fmtCount(n) },
+	"int":   func(n int64) string { return FormatThousands(n) },
+	"count": func(n int64) string { return FormatCount(n) },
 	"window": func(h *Heatmap) string {
 		if h.Layer.Dense {
 			return "–"

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/seqconv/seqconv/analysis"
 )
 
 // flagSet is a subcommand's flag.FlagSet with its usage text.
@@ -78,38 +80,10 @@ func parseIntList(s string) ([]int, error) {
 }
 
 // thousands formats n with "," as thousands separator.
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	if neg {
-		s = s[1:]
-	}
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+func thousands(n int64) string { return analysis.FormatThousands(n) }
 
 // humanCount formats a large count with a K, M or G suffix and 2 decimals.
-func humanCount(n int64) string {
-	x := float64(n)
-	switch {
-	case x >= 1e9:
-		return fmt.Sprintf("%.2fG", x/1e9)
-	case x >= 1e6:
-		return fmt.Sprintf("%.2fM", x/1e6)
-	case x >= 1e3:
-		return fmt.Sprintf("%.2fK", x/1e3)
-	}
-	return strconv.FormatInt(n, 10)
-}
+func humanCount(n int64) string { return analysis.FormatCount(n) }
 
 // runParsed parses args into fs (handling --help and flag errors) and then runs exec, reporting its error as
 // a one-line message with the exit code the error calls for.
