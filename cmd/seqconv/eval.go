@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/seqconv/seqconv/train"
@@ -68,16 +66,7 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := o.execute(ctx, stdout, stderr); err != nil {
-		printError(stderr, err)
-		if errors.Is(err, context.Canceled) {
-			return exitInterrupted
-		}
-		return exitCode(err)
-	}
-	return exitOK
+	return runInterruptible(stderr, func(ctx context.Context) error { return o.execute(ctx, stdout, stderr) })
 }
 
 // execute checks the flags and evaluates.

@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gomlx/compute"
@@ -130,16 +128,7 @@ func runExperiment(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := o.execute(ctx, stdout, stderr); err != nil {
-		printError(stderr, err)
-		if errors.Is(err, context.Canceled) {
-			return exitInterrupted
-		}
-		return exitCode(err)
-	}
-	return exitOK
+	return runInterruptible(stderr, func(ctx context.Context) error { return o.execute(ctx, stdout, stderr) })
 }
 
 // validate checks the flags and builds the two model configs.

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/seqconv/seqconv/analysis"
 )
@@ -93,6 +97,21 @@ func runParsed(fs *flagSet, args []string, stdout, stderr io.Writer, exec func()
 	}
 	if err := exec(); err != nil {
 		printError(stderr, err)
+		return exitCode(err)
+	}
+	return exitOK
+}
+
+// runInterruptible runs exec with a context that SIGINT and SIGTERM cancel and reports its error as a one-line
+// message; an interrupted run exits with exitInterrupted.
+func runInterruptible(stderr io.Writer, exec func(ctx context.Context) error) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := exec(ctx); err != nil {
+		printError(stderr, err)
+		if errors.Is(err, context.Canceled) {
+			return exitInterrupted
+		}
 		return exitCode(err)
 	}
 	return exitOK

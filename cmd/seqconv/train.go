@@ -10,12 +10,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/seqconv/seqconv/models"
@@ -151,16 +149,7 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := plan.execute(ctx, stdout, stderr); err != nil {
-		printError(stderr, err)
-		if errors.Is(err, context.Canceled) {
-			return exitInterrupted
-		}
-		return exitCode(err)
-	}
-	return exitOK
+	return runInterruptible(stderr, func(ctx context.Context) error { return plan.execute(ctx, stdout, stderr) })
 }
 
 // trainPlan is a validated "seqconv train" invocation.
