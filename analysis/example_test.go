@@ -11,7 +11,7 @@ import (
 
 // A dense SeqConv layer with C_in = 2, k = 1 and three bottleneck filters, whose 1x1 first convs read 2, 3
 // and 4 channels of [x, E_0, E_1]. The weights are set by hand (a trained store would come from
-// analysis.LoadRun): each cell is the L1 norm of the weights reading one source group, divided by the
+// train.LoadRun): each cell is the L1 norm of the weights reading one source group, divided by the
 // layer's largest (4 here); "." marks the groups a filter does not read.
 func ExampleUtilization() {
 	store := model.NewStore()

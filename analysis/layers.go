@@ -2,24 +2,17 @@
 // filter of a SeqConv layer uses each of the groups it aggregates, see Utilization and RenderHeatmaps)
 // and the training curves of run directories (ReadResults and PlotCurves).
 //
-// It works on the variables of a model.Store only: a store loaded from a checkpoint with LoadRun or
-// LoadStore holds every variable with its value without the model graph being built.
+// It works on the variables of a model.Store only, for instance one loaded from a run directory with
+// train.LoadRun.
 package analysis
 
 import (
-	"cmp"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/ml/model/checkpoint"
-	"github.com/seqconv/seqconv/train"
 )
 
 // LayerInfo describes a SeqConv layer found in a store (see SeqConvLayers).
@@ -78,14 +71,14 @@ func (l LayerInfo) String() string {
 var firstConvRe = regexp.MustCompile(`^/(.+)/Filters/(\d+)/(BottleneckLayer/)?LinearLayer/weight$`)
 
 // SeqConvLayers returns the SeqConv layers of store, in the order their variables were created (the
-// network's order for a store built by a model or loaded with LoadStore). A SeqConv layer is a scope
+// network's order for a store built by a model or loaded with train.LoadRun). A SeqConv layer is a scope
 // holding "Filters/0/..." first conv weights (see LayerInfo.WeightPaths); its granularity, number of
 // filters, aggregation and window are read off the weight shapes. A layer whose weights are not
 // consistent (a missing filter, a weight that is not [kh, kw, in, K], mixed plain and bottleneck
 // filters) is left out.
 //
 // Only variables already in the store are seen: a store with a lazily loading checkpoint attached
-// (train.LoadCheckpoint) holds none until the model graph is built, so use LoadStore or LoadRun.
+// (train.LoadCheckpoint) holds none until the model graph is built, which train.LoadRun does.
 func SeqConvLayers(store *model.Store) []LayerInfo {
 	type filterVar struct {
 		path       string
@@ -154,118 +147,4 @@ func classify(l *LayerInfo) {
 	if !dense {
 		l.Window = slices.Max(l.ViewWidths)
 	}
-}
-
-// LoadRun loads the weights of a run directory written by train.Run (or "seqconv train") into a
-// fresh store: the latest checkpoint (runDir/checkpoint), or with best the checkpoint of the best
-// epoch (runDir/best). See LoadStore.
-func LoadRun(runDir string, best bool) (*model.Store, error) {
-	fi, err := os.Stat(runDir)
-	if err != nil {
-		return nil, fmt.Errorf("run directory %s: %w", runDir, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("run directory %s is not a directory", runDir)
-	}
-	sub := train.LatestDir
-	if best {
-		sub = train.BestDir
-	}
-	dir := filepath.Join(runDir, sub)
-	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("run directory %s has no checkpoint directory %s", runDir, sub)
-	}
-	return LoadStore(dir)
-}
-
-// LoadStore loads the latest GoMLX checkpoint in dir (with train.LoadCheckpoint) into a fresh
-// model.NewStore and materializes every variable it holds, in the order they were saved, so that
-// the store's variables are there with their values without building the model graph.
-func LoadStore(dir string) (*model.Store, error) {
-	store := model.NewStore()
-	h, err := train.LoadCheckpoint(store, dir)
-	if err != nil {
-		return nil, err
-	}
-	// GetVariable consumes the handler's pending values: list the keys first, in the saved order.
-	var paths []string
-	seen := map[string]bool{}
-	for _, p := range savedVariableOrder(h) {
-		if _, ok := h.LoadedVariables()[variableKeyPrefix+p]; ok && !seen[p] {
-			seen[p] = true
-			paths = append(paths, p)
-		}
-	}
-	var rest []string
-	for key := range h.LoadedVariables() {
-		if p, ok := strings.CutPrefix(key, variableKeyPrefix); ok && !seen[p] {
-			rest = append(rest, p)
-		}
-	}
-	slices.SortFunc(rest, naturalCompare)
-	paths = append(paths, rest...)
-	for _, p := range paths {
-		if store.GetVariable(p) == nil {
-			return nil, fmt.Errorf("analysis: loading variable %s from %s failed", p, dir)
-		}
-	}
-	return store, nil
-}
-
-// variableKeyPrefix prefixes the variable paths in a GoMLX checkpoint (see checkpoint.Handler.LoadedVariables).
-const variableKeyPrefix = "var:"
-
-// savedVariableOrder returns the variable paths of h's latest checkpoint file in the order they were
-// saved (the store's creation order), or nil if that cannot be read.
-func savedVariableOrder(h *checkpoint.Handler) []string {
-	names, err := h.ListCheckpoints()
-	if err != nil || len(names) == 0 {
-		return nil
-	}
-	b, err := os.ReadFile(filepath.Join(h.Dir(), names[len(names)-1]+checkpoint.JsonNameSuffix))
-	if err != nil {
-		return nil
-	}
-	var meta struct {
-		Variables []struct{ ParameterName string }
-	}
-	if json.Unmarshal(b, &meta) != nil {
-		return nil
-	}
-	paths := make([]string, 0, len(meta.Variables))
-	for _, v := range meta.Variables {
-		if p, ok := strings.CutPrefix(v.ParameterName, variableKeyPrefix); ok {
-			paths = append(paths, p)
-		}
-	}
-	return paths
-}
-
-// naturalCompare compares paths with runs of digits compared as numbers ("Stage1/2" < "Stage1/10").
-func naturalCompare(a, b string) int {
-	for a != "" && b != "" {
-		da, db := digitPrefix(a), digitPrefix(b)
-		if da > 0 && db > 0 {
-			na, _ := strconv.Atoi(a[:da])
-			nb, _ := strconv.Atoi(b[:db])
-			if c := cmp.Compare(na, nb); c != 0 {
-				return c
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return cmp.Compare(a[0], b[0])
-		}
-		a, b = a[1:], b[1:]
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-func digitPrefix(s string) int {
-	i := 0
-	for i < len(s) && i < 18 && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return i
 }

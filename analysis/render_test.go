@@ -92,7 +92,7 @@ func TestJetColor(t *testing.T) {
 // testHeatmaps returns the heat maps of the tiny model and of the windowed layer with known weights.
 func testHeatmaps(t *testing.T) []*Heatmap {
 	t.Helper()
-	store := buildTinyModel(t)
+	store, _ := buildTinyModel(t)
 	var maps []*Heatmap
 	for _, l := range SeqConvLayers(store) {
 		h, err := Utilization(store, l)

@@ -135,7 +135,11 @@ func LoadReportRun(backend compute.Backend, dir string, best bool) (ReportRun, e
 	if best {
 		r.Checkpoint = "best (" + train.BestDir + "/)"
 	}
-	store, err := LoadRun(dir, best)
+	if backend == nil {
+		r.Notes = append(r.Notes, "no heat maps (no compute backend to load the model)")
+		return r, nil
+	}
+	_, store, err := train.LoadRun(backend, dir, best)
 	if err != nil {
 		r.Notes = append(r.Notes, "no heat maps: "+oneLine(err.Error()))
 		return r, nil

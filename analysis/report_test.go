@@ -19,7 +19,7 @@ import (
 // name: config.json, results.csv (resultsA) and a checkpoint of freshly initialized weights.
 func writeTinyRunDir(t *testing.T, dir, name string) {
 	t.Helper()
-	store := buildTinyModel(t)
+	store, _ := buildTinyModel(t)
 	h, err := checkpoint.Build(store).Dir(filepath.Join(dir, "checkpoint")).Done()
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestCompareUtilization(t *testing.T) {
 func TestWriteReportComparison(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	writeTinyRunDir(t, dir, "tiny")
-	r, err := LoadReportRun(nil, dir, false)
+	r, err := LoadReportRun(testBackend(), dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,10 +109,6 @@ func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *mo
 	if backend == nil {
 		return models.Config{}, nil, errors.New("train: load run: nil backend")
 	}
-	cfg, err := ReadRunConfig(dir)
-	if err != nil {
-		return models.Config{}, nil, err
-	}
 	ckptDir := RunCheckpointDir(dir, best)
 	names, err := listCheckpoints(ckptDir)
 	if err != nil {
@@ -120,6 +116,10 @@ func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *mo
 	}
 	if len(names) == 0 {
 		return models.Config{}, nil, fmt.Errorf("train: run directory %s: no checkpoint in %s", dir, ckptDir)
+	}
+	cfg, err := ReadRunConfig(dir)
+	if err != nil {
+		return models.Config{}, nil, err
 	}
 	store := model.NewStore()
 	if _, err := LoadCheckpoint(store, ckptDir); err != nil {

@@ -100,7 +100,12 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := analysis.LoadRun(o.run, o.best)
+	backend, err := newBackend(io.Discard)
+	if err != nil {
+		return err
+	}
+	defer backend.Finalize()
+	_, store, err := train.LoadRun(backend, o.run, o.best)
 	if err != nil {
 		return err
 	}
