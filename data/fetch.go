@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
 // Archive is a dataset archive that Fetch can download: its official address, size and MD5 checksum (the one
@@ -43,7 +45,7 @@ func ArchiveNames() []string {
 
 // Fetch downloads the named archive into dir (created if needed) and returns the archive's path, which
 // LoadCIFAR10/LoadCIFAR100 read directly. An archive already in dir with the right checksum is not downloaded
-// again. The download goes to a temporary file in dir that is checked (size and MD5), synced and renamed into
+// again. The download is written with atomicfile.Write and checked (size and MD5) before it is renamed into
 // place, so an interrupted or corrupt download never leaves a file under the final name. client nil means
 // http.DefaultClient.
 func Fetch(ctx context.Context, name, dir string, client *http.Client) (string, error) {
@@ -54,14 +56,14 @@ func Fetch(ctx context.Context, name, dir string, client *http.Client) (string, 
 	return fetchArchive(ctx, a, dir, client)
 }
 
-func fetchArchive(ctx context.Context, a Archive, dir string, client *http.Client) (path string, err error) {
+func fetchArchive(ctx context.Context, a Archive, dir string, client *http.Client) (string, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("data fetch %s: %w", a.Name, err)
 	}
-	path = filepath.Join(dir, a.FileName)
+	path := filepath.Join(dir, a.FileName)
 	if sum, err := fileMD5(path); err == nil && sum == a.MD5 {
 		return path, nil
 	}
@@ -78,34 +80,21 @@ func fetchArchive(ctx context.Context, a Archive, dir string, client *http.Clien
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("data fetch %s: downloading %s: HTTP status %s", a.Name, a.URL, resp.Status)
 	}
-	tmp, err := os.CreateTemp(dir, "."+a.FileName+".*.part")
-	if err != nil {
-		return "", fmt.Errorf("data fetch %s: %w", a.Name, err)
-	}
-	defer func() {
+	err = atomicfile.Write(path, func(w io.Writer) error {
+		h := md5.New()
+		n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			return fmt.Errorf("downloading %s: %w", a.URL, err)
 		}
-	}()
-	h := md5.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), resp.Body)
+		if a.Size > 0 && n != a.Size {
+			return fmt.Errorf("%s: got %d bytes, expected %d", a.URL, n, a.Size)
+		}
+		if sum := hex.EncodeToString(h.Sum(nil)); sum != a.MD5 {
+			return fmt.Errorf("%s: MD5 %s, expected %s", a.URL, sum, a.MD5)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("data fetch %s: downloading %s: %w", a.Name, a.URL, err)
-	}
-	if a.Size > 0 && n != a.Size {
-		return "", fmt.Errorf("data fetch %s: %s: got %d bytes, expected %d", a.Name, a.URL, n, a.Size)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != a.MD5 {
-		return "", fmt.Errorf("data fetch %s: %s: MD5 %s, expected %s", a.Name, a.URL, sum, a.MD5)
-	}
-	if err = tmp.Sync(); err != nil {
-		return "", fmt.Errorf("data fetch %s: %w", a.Name, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return "", fmt.Errorf("data fetch %s: %w", a.Name, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
 		return "", fmt.Errorf("data fetch %s: %w", a.Name, err)
 	}
 	return path, nil

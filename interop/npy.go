@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/compute/dtypes/bfloat16"
 	"github.com/gomlx/compute/dtypes/float16"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
 // Array is an n-dimensional array as stored in a NumPy .npy file: C (row-major) order, little-endian.
@@ -553,7 +554,7 @@ func ReadNPYFile(path string) (*Array, error) {
 
 // WriteNPYFile writes a to a .npy file atomically (see WriteNPY and WriteNPZ).
 func WriteNPYFile(path string, a *Array) error {
-	return writeAtomic(path, func(w io.Writer) error { return WriteNPY(w, a) })
+	return atomicfile.Write(path, func(w io.Writer) error { return WriteNPY(w, a) })
 }
 
 // header is the parsed header dict of a .npy file.

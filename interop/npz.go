@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
 // ReadNPZ reads a NumPy .npz archive (numpy.savez, stored, or numpy.savez_compressed, deflated): a zip
@@ -113,7 +114,7 @@ func writeNPZ(path string, arrays map[string]*Array, order []string, method uint
 			return fmt.Errorf("npz %s: array %q: %w", path, k, err)
 		}
 	}
-	return writeAtomic(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		zw := zip.NewWriter(w)
 		for _, k := range order {
 			fw, err := zw.CreateHeader(&zip.FileHeader{
@@ -155,49 +156,6 @@ func checkOrder(arrays map[string]*Array, order []string) error {
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// writeAtomic writes a file through fn into a temporary file next to path, fsyncs it, renames it over path
-// and fsyncs the directory (best effort). On any error the temporary file is removed and path is untouched.
-func writeAtomic(path string, fn func(w io.Writer) error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err = fn(bw); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return nil
 }

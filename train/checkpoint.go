@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
@@ -23,6 +22,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/ml/model/checkpoint"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
 // Names of the files and sub-directories Run writes in a run directory.
@@ -66,7 +66,7 @@ const (
 	checkpointBin      = checkpoint.BinDataSuffix  // ".bin"
 	checkpointState    = ".state"
 	checkpointManifest = ".sha256"
-	tmpFilePrefix      = ".tmp-"
+	tmpFilePrefix      = atomicfile.TempPrefix
 	corruptPrefix      = "corrupt-"
 	stateFormat        = 1
 )
@@ -298,37 +298,12 @@ func listCheckpoints(dir string) ([]string, error) {
 	return names, nil
 }
 
-// writeFileAtomic writes dir/name through a temporary file in dir, synced before it is renamed
-// to name, and returns the SHA-256 of what write wrote.
+// writeFileAtomic writes dir/name atomically (see atomicfile.Write) and returns the SHA-256 of what write
+// wrote.
 func writeFileAtomic(dir, name string, write func(w io.Writer) error) (sum [sha256.Size]byte, err error) {
-	tmp, err := os.CreateTemp(dir, tmpFilePrefix+name+"-*")
-	if err != nil {
-		return sum, err
-	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o644); err != nil {
-		return sum, err
-	}
 	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20)
-	if err = write(bw); err != nil {
-		return sum, fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-	}
-	if err = bw.Flush(); err != nil {
-		return sum, fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return sum, fmt.Errorf("syncing %s: %w", filepath.Join(dir, name), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return sum, fmt.Errorf("closing %s: %w", filepath.Join(dir, name), err)
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+	err = atomicfile.Write(filepath.Join(dir, name), func(w io.Writer) error { return write(io.MultiWriter(w, h)) })
+	if err != nil {
 		return sum, err
 	}
 	copy(sum[:], h.Sum(nil))
