@@ -13,7 +13,7 @@ import (
 // Variables are created in scope under the authors' module names ("Init/LinearLayer/weight", ...).
 // It panics (GoMLX style) on an invalid config or input; call Validate first to get an error instead.
 func (c Config) Build(scope *model.Scope, x *Node) *Node {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		Panicf("model %s: %v", c.Name, err)
 	}

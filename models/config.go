@@ -111,7 +111,7 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("model config %s: %w", path, err)
 	}
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("model config %s: %w", path, err)
 	}
@@ -126,7 +126,10 @@ func (c Config) numStages() int {
 	return 4
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with the defaults of its family applied to its zero-valued fields (input
+// channels, resolution, CIFAR variant, stem stride, downsampling mode; the baselines' torchvision
+// arguments), as Get and LoadConfig return configs. Build, Validate and Inspect apply them too.
+func (c Config) WithDefaults() Config {
 	if c.isBaseline() {
 		return c.baselineDefaults()
 	}
@@ -190,7 +193,7 @@ func (c Config) Widths() []int {
 
 // Validate checks the config and returns an error naming the offending key.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	switch c.Family {
 	case FamilyCIFAR, FamilyImageNet, FamilyResNeXt:
 		if err := c.noBaselineKeys(); err != nil {

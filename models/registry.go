@@ -57,7 +57,7 @@ func Names() []string {
 // ".json" or names an existing file.
 func Get(nameOrPath string) (Config, error) {
 	if ctor, ok := registry[nameOrPath]; ok {
-		c := ctor().withDefaults()
+		c := ctor().WithDefaults()
 		c.Name = nameOrPath
 		return c, nil
 	}

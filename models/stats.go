@@ -45,7 +45,7 @@ func (s Stats) MACs() int64 { return s.ConvMACs + s.FCMACs }
 // (0: the config's) and counts its trainable parameters and per-image MACs from the built graph. It does not
 // compile or run the graph.
 func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, err error) {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return Stats{}, fmt.Errorf("model %s: %w", c.Name, err)
 	}
