@@ -6,7 +6,9 @@
 #
 # Environment: SEQCONV (the seqconv binary; default ./seqconv, else built with go), PYTHON (default python3),
 # OUT (result directory, default bench/results/<date>-<device>), CASES (override the case list, lines of
-# "model batch mode precision"). Prints a table with the throughput ratio seqconv/PyTorch and writes
+# "model batch mode precision"), SEQCONV_ARGS (extra flags for every "seqconv bench", e.g. --recompute).
+# On the GPU the XLA caches live in $OUT/xla-cache, new for each run, so each model's first case compiles cold;
+# the CIFAR demo's training compile is also timed cold and then warm (from that cache). Prints a table with the throughput ratio seqconv/PyTorch and writes
 # $OUT/results.jsonl and $OUT/table.md.
 set -euo pipefail
 device=${1:-cpu}
@@ -46,6 +48,20 @@ fi
 CASES=${CASES:-$default_cases}
 results=$OUT/results.jsonl
 : > "$results"
+xla_args=()
+if [ "$device" = gpu ]; then
+  xla_args=(--xla-cache "$OUT/xla-cache")
+  for run in cold warm; do
+    echo "== compile time, $run cache" >&2
+    t=$("$SEQCONV" bench --model seqresnet-cifar-demo --batch 64 --mode train --steps 1 --warmup 0 \
+          --xla-cache "$OUT/xla-cache-compile" --json ${SEQCONV_ARGS:-} 2>>"$OUT/errors.log") || t='{"error": "failed"}'
+    printf '{"cache": "%s", "seqconv": %s}\n' "$run" "$t" >> "$OUT/compile.jsonl"
+  done
+  "$PYTHON" -c 'import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l); print("CIFAR demo train compile+first step, %s XLA cache: %s s" % (r["cache"], r["seqconv"].get("first_step_s")))' \
+    "$OUT/compile.jsonl" | tee "$OUT/compile.txt"
+fi
 {
   echo "# $(date -u +%Y-%m-%dT%H:%MZ) $device"
   uname -a
@@ -59,7 +75,7 @@ while read -r model batch mode precision; do
   [ -z "$model" ] && continue
   echo "== $model batch $batch $mode $precision" >&2
   ours=$("$SEQCONV" bench --model "$model" --batch "$batch" --mode "$mode" --precision "$precision" \
-           --steps "${STEPS:-10}" --json 2>>"$OUT/errors.log") || ours='{"error": "failed, see errors.log"}'
+           --steps "${STEPS:-10}" --json "${xla_args[@]}" ${SEQCONV_ARGS:-} 2>>"$OUT/errors.log") || ours='{"error": "failed, see errors.log"}'
   theirs=$("$PYTHON" "$here/torch/seqconv_torch.py" bench --model "$model" --batch "$batch" --mode "$mode" \
            --precision "$precision" --device "$torch_device" --steps "${STEPS:-10}" 2>>"$OUT/errors.log") \
            || theirs='{"error": "failed, see errors.log"}'

@@ -52,10 +52,6 @@ func (b *BatchNormBuilder) Done() *Node {
 	tracked := scope.WithInitializer(initializer.Zero).
 		VariableWithShape("num_batches_tracked", shapes.Make(dtypes.Int64)).SetTrainable(false)
 
-	reduceAxes := make([]int, x.Rank()-1)
-	for i := range reduceAxes {
-		reduceAxes[i] = i
-	}
 	rank := x.Rank()
 	gammaN := ExpandLeftToRank(gamma.NodeValue(g), rank)
 	betaN := ExpandLeftToRank(beta.NodeValue(g), rank)
@@ -67,7 +63,7 @@ func (b *BatchNormBuilder) Done() *Node {
 				scope.Scope(), x.Shape())
 		}
 		var mean, variance *Node
-		y, mean, variance = batchNormTraining(x, gammaN, betaN, b.epsilon, reduceAxes)
+		y, mean, variance = batchNormTraining(x, gammaN, betaN, b.epsilon)
 		m := b.momentum
 		bm := Reshape(StopGradient(mean), c)
 		bv := MulScalar(Reshape(StopGradient(variance), c), float64(n)/float64(n-1))
@@ -93,8 +89,9 @@ func ReLU(scope *model.Scope, x *Node) *Node {
 		Detail: "relu"})
 	zero := ScalarZero(x.Graph(), x.DType())
 	var dy *Node
-	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
-		return Where(GreaterThan(x, zero), dy, zero)
+	// node is x's identity, or its rematerialized copy under gradient checkpointing.
+	xs := IdentityWithCustomGradient(x, func(node, _ *Node) *Node {
+		return Where(GreaterThan(node, zero), dy, zero)
 	})
 	return captureGradient(Max(xs, zero), &dy)
 }
@@ -119,40 +116,65 @@ func Dropout2d(scope *model.Scope, x *Node, p float64) *Node {
 	return Mul(x, MulScalar(keep, 1/(1-p)))
 }
 
-// batchNormTraining normalises x with its batch statistics over reduceAxes (mean and biased variance, both
-// returned with the reduced axes kept) and applies the per-channel affine γ, β. Its gradient is written by
+// batchNormTraining normalises x with its batch statistics over all axes but the last (mean and biased
+// variance, both returned with the reduced axes kept) and applies the per-channel affine γ, β. Its gradient is written by
 // hand, the textbook batch-norm backward pass folded into per-channel coefficients:
 //
 //	dx = a*dy - a*mean(dy) - (a*s²*mean(dy*xc))*xc,  dγ = s*Σ dy*xc,  dβ = Σ dy
 //
 // with xc = x - mean, s = 1/sqrt(var+eps) and a = γ*s: seven tensor-sized ops instead of the ~15 that
 // differentiating the forward graph produces. 1/Sqrt replaces Rsqrt (which has no gradient in GoMLX v0.28).
-func batchNormTraining(x, gamma, beta *Node, epsilon float64, reduceAxes []int) (y, mean, variance *Node) {
+func batchNormTraining(x, gamma, beta *Node, epsilon float64) (y, mean, variance *Node) {
 	n := float64(x.Shape().Size() / x.Shape().Dim(-1))
 	// The statistics are computed from a gradient-stopped x: the whole input gradient comes from xs below.
 	xd := StopGradient(x)
-	mean = ReduceAndKeep(xd, ReduceMean, reduceAxes...)
+	mean = MulScalar(sumRows(xd), 1/n)
 	xc := Sub(xd, mean)
-	variance = ReduceAndKeep(Square(xc), ReduceMean, reduceAxes...)
+	variance = MulScalar(sumRows(Square(xc)), 1/n)
 	s := Inverse(Sqrt(AddScalar(variance, epsilon)))
 	a := Mul(gamma, s)
 
-	var dy *Node
-	sumDy := func() *Node { return ReduceAndKeep(dy, ReduceSum, reduceAxes...) }
-	sumDyXc := func() *Node { return ReduceAndKeep(Mul(dy, xc), ReduceSum, reduceAxes...) }
-	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
-		c0 := MulScalar(Mul(a, sumDy()), -1/n)
-		c1 := MulScalar(Mul(a, Mul(sumDyXc(), Square(s))), -1/n)
-		return Add(Add(Mul(dy, a), Mul(xc, c1)), c0)
-	})
+	// Autodiff visits nodes in reverse creation order, so xs's gradient (created last) runs before γ's and
+	// stashes Σ dy*xc for it. Under gradient checkpointing xs's gradient receives a rematerialized copy of x
+	// and recomputes xc from it, so the forward xc need not be kept for the backward pass.
+	var dy, xs, sumDyXcStash *Node
+	sumDy := func() *Node { return sumRows(dy) }
 	gs := IdentityWithCustomGradient(gamma, func(_, _ *Node) *Node {
-		return Reshape(Mul(sumDyXc(), s), gamma.Shape().Dimensions...)
+		sdx := sumDyXcStash
+		if sdx == nil {
+			sdx = sumRows(Mul(dy, xc))
+		}
+		return Reshape(Mul(sdx, s), gamma.Shape().Dimensions...)
 	})
 	bs := IdentityWithCustomGradient(beta, func(_, _ *Node) *Node {
 		return Reshape(sumDy(), beta.Shape().Dimensions...)
+	})
+	xs = IdentityWithCustomGradient(x, func(node, _ *Node) *Node {
+		xcu := xc
+		if node != xs { // a rematerialized x (gradient checkpointing)
+			xcu = Sub(node, mean)
+		}
+		sumDyXcStash = sumRows(Mul(dy, xcu))
+		c0 := MulScalar(Mul(a, sumDy()), -1/n)
+		c1 := MulScalar(Mul(a, Mul(sumDyXcStash, Square(s))), -1/n)
+		return Add(Add(Mul(dy, a), Mul(xcu, c1)), c0)
 	})
 	// The forward value through the identities, so that autodiff reaches them; their default gradients are
 	// never used and the backend drops them.
 	y = Add(Mul(Sub(xs, mean), Mul(gs, s)), bs)
 	return captureGradient(y, &dy), mean, variance
+}
+
+// sumRows sums x [..., C] over all axes but the last, keeping them (as 1s). It is a matrix product with a row
+// of ones, which the Go backend computes with its SIMD matmul kernels: 2.5-7x faster there than its generic
+// reduction for batch-norm shapes.
+func sumRows(x *Node) *Node {
+	c := x.Shape().Dim(-1)
+	m := x.Shape().Size() / c
+	ones := Ones(x.Graph(), shapes.Make(x.DType(), 1, m))
+	dims := x.Shape().Clone().Dimensions
+	for i := range len(dims) - 1 {
+		dims[i] = 1
+	}
+	return Reshape(DotGeneral(ones, []int{1}, nil, Reshape(x, m, c), []int{0}, nil), dims...)
 }

@@ -329,13 +329,7 @@ func (c *ConvBuilder) Done() *Node {
 		Panicf("layers.Conv(%s): groups=%d must divide the %d input and %d output channels",
 			c.scope.Scope(), c.groups, cin, c.channels)
 	}
-	bound := MSRBound(c.channels, c.kernel, c.kernel)
-	if c.junction {
-		bound *= c.weightScale
-	}
-	shape := shapes.Make(x.DType(), c.kernel, c.kernel, cin/c.groups, c.channels)
-	weightVar := c.scope.WithInitializer(uniformInitializer(c.scope, bound)).VariableWithShape("weight", shape)
-	weight := weightVar.NodeValue(x.Graph())
+	weight := c.weight(x.Graph(), x.DType(), cin)
 	lowering := c.lowering
 	if !c.loweringSet {
 		lowering = loweringFromScope(c.scope)
@@ -349,13 +343,28 @@ func (c *ConvBuilder) Done() *Node {
 	} else {
 		out = Conv2D(x, weight, c.stride, c.groups, lowering)
 	}
-	recordOp(x.Graph(), OpRecord{
-		Scope: c.scope.Scope(), Kind: OpConv, Out: out.Shape().Dimensions,
-		MACs:   int64(out.Shape().Size()/out.Shape().Dim(0)) * int64(cin/c.groups*c.kernel*c.kernel),
-		Params: int64(shape.Size()),
+	c.record(x.Graph(), out.Shape(), cin)
+	return out
+}
+
+// weight creates (or reuses) the conv's weight variable [kh, kw, cin/groups, Cout] and returns its value.
+func (c *ConvBuilder) weight(g *Graph, dtype dtypes.DType, cin int) *Node {
+	bound := MSRBound(c.channels, c.kernel, c.kernel)
+	if c.junction {
+		bound *= c.weightScale
+	}
+	shape := shapes.Make(dtype, c.kernel, c.kernel, cin/c.groups, c.channels)
+	return c.scope.WithInitializer(uniformInitializer(c.scope, bound)).VariableWithShape("weight", shape).NodeValue(g)
+}
+
+// record appends the conv's OpRecord (output shape out, cin input channels) to g's Profile.
+func (c *ConvBuilder) record(g *Graph, out shapes.Shape, cin int) {
+	recordOp(g, OpRecord{
+		Scope: c.scope.Scope(), Kind: OpConv, Out: out.Dimensions,
+		MACs:   int64(out.Size()/out.Dim(0)) * int64(cin/c.groups*c.kernel*c.kernel),
+		Params: int64(c.kernel * c.kernel * cin / c.groups * c.channels),
 		Detail: fmt.Sprintf("conv %dx%d s%d %d->%d groups=%d", c.kernel, c.kernel, c.stride, cin, c.channels, c.groups),
 	})
-	return out
 }
 
 // uniformInitializer returns an initializer drawing from U(-bound, bound) with the store's RNG

@@ -46,7 +46,11 @@ func (u *ConvUnitBuilder) Shortcut(s *Node) *ConvUnitBuilder { u.shortcut = s; r
 
 // Done returns the raw and the activated outputs.
 func (u *ConvUnitBuilder) Done() (raw, act *Node) {
-	raw = u.conv.Done()
+	return u.finish(u.conv.Done())
+}
+
+// finish adds the shortcut (if any) to the conv output raw and applies BN and ReLU.
+func (u *ConvUnitBuilder) finish(raw *Node) (*Node, *Node) {
 	if u.shortcut != nil {
 		if !u.shortcut.Shape().Equal(raw.Shape()) {
 			Panicf("layers.ConvUnit(%s): shortcut shape %s differs from the conv output %s",
@@ -54,8 +58,7 @@ func (u *ConvUnitBuilder) Done() (raw, act *Node) {
 		}
 		raw = Add(raw, u.shortcut)
 	}
-	act = ReLU(u.scope, BatchNorm(u.scope.In("BatchNormalizationLayer"), raw).Done())
-	return raw, act
+	return raw, ReLU(u.scope, BatchNorm(u.scope.In("BatchNormalizationLayer"), raw).Done())
 }
 
 // SeqConvBuilder builds a Sequentially Aggregated Convolution layer, see SeqConv.
@@ -70,6 +73,8 @@ type SeqConvBuilder struct {
 	weightScale    float64
 	dropRate       float64
 	windowGroupsIn int
+	impl           SeqConvImpl
+	implSet        bool
 }
 
 // SeqConv starts building a SeqConv layer on the activated features x [N,H,W,Cin]. The layer has
@@ -131,6 +136,10 @@ func (b *SeqConvBuilder) Junction(weightScale float64) *SeqConvBuilder {
 // DropRate sets the Dropout2d probability applied to each filter's view in training (CIFAR models: 0.1).
 func (b *SeqConvBuilder) DropRate(p float64) *SeqConvBuilder { b.dropRate = p; return b }
 
+// Impl overrides the implementation (otherwise taken from the scope parameter ParamSeqConvImpl; see
+// SeqConvImpl). Both compute the same function with the same variables.
+func (b *SeqConvBuilder) Impl(i SeqConvImpl) *SeqConvBuilder { b.impl, b.implSet = i, true; return b }
+
 // WindowChannels returns the width of the window in channels for an input of cin channels
 // (-1 for dense aggregation).
 func (b *SeqConvBuilder) WindowChannels(cin int) int {
@@ -162,36 +171,52 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 		Panicf("layers.SeqConv(%s): shortcut %s must be [N,H,W,%d]", scope.Scope(), b.shortcut.Shape(), b.channels)
 	}
 	cin := x.Shape().Dim(3)
+	n := b.channels / k
+	var shortcuts []*Node
+	if b.shortcut != nil {
+		shortcuts = splitChannels(b.shortcut, k)
+	}
+	impl := b.impl
+	if !b.implSet {
+		impl = seqConvImplFromScope(scope)
+	}
+	var raws, acts []*Node
+	switch {
+	case impl == SeqConvDirect:
+		raws, acts = b.doneDirect(shortcuts)
+	default:
+		plan := seqPlan{cin: cin, k: k, n: n, window: b.WindowChannels(cin)}
+		lowering := loweringFromScope(scope).resolve(x.Graph())
+		if lowering == LoweringIm2Col {
+			raws, acts = b.doneFusedGathered(plan, shortcuts)
+		} else {
+			raws, acts = b.doneFusedNative(plan, shortcuts, lowering)
+		}
+	}
+	return concat(raws), concat(acts)
+}
+
+// doneDirect is the SeqConvDirect implementation.
+func (b *SeqConvBuilder) doneDirect(shortcuts []*Node) (raws, acts []*Node) {
+	x, scope, k := b.x, b.scope, b.k
+	cin := x.Shape().Dim(3)
 	window := b.WindowChannels(cin)
 	view := x
 	if window > 0 && cin > window {
 		view = SliceAxis(x, -1, AxisRange(cin-window))
 	}
 	n := b.channels / k
-	var shortcuts []*Node
-	if b.shortcut != nil {
-		shortcuts = splitChannels(b.shortcut, k)
-	}
 	filters := scope.In("Filters")
-	raws := make([]*Node, 0, n)
-	acts := make([]*Node, 0, n)
 	for j := range n {
 		fs := filters.In("%d", j)
 		in := Dropout2d(scope, view, b.dropRate)
-		var last *ConvUnitBuilder
-		if b.bottleneck {
-			_, h := ConvUnit(fs.In("BottleneckLayer"), in).Channels(k).KernelSize(1).Done()
-			last = ConvUnit(fs.In("TransformationLayer"), h).Channels(k).KernelSize(3).Groups(b.subgroups)
-		} else {
-			last = ConvUnit(fs, in).Channels(k).KernelSize(3)
+		var sc *Node
+		if shortcuts != nil {
+			sc = shortcuts[j]
 		}
-		if b.junction {
-			last.Junction(b.weightScale)
-		}
-		if b.shortcut != nil {
-			last.Shortcut(shortcuts[j])
-		}
-		r, a := last.Done()
+		unit := b.firstConvUnit(fs, sc)
+		unit.conv.x = in
+		r, a := b.finishFilter(fs, unit, unit.conv.Done(), sc)
 		raws = append(raws, r)
 		acts = append(acts, a)
 		if j == n-1 {
@@ -202,7 +227,7 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 			view = SliceAxis(view, -1, AxisRange(view.Shape().Dim(-1)-window))
 		}
 	}
-	return concat(raws), concat(acts)
+	return raws, acts
 }
 
 func concat(xs []*Node) *Node {

@@ -43,11 +43,49 @@ func (c Config) seqCfg(stage int) layers.SeqConvConfig {
 	}
 }
 
+// ParamRecompute is the scope hyperparameter (a bool, default false) that turns on gradient checkpointing
+// (GoMLX's Node.Checkpoint): the activations inside each residual block and downsampling layer are not kept
+// for the backward pass but recomputed from the block's inputs, trading about one more forward pass for the
+// memory of the large models (the authors do the same for SeqResNeXt). The result is the same.
+const ParamRecompute = "recompute"
+
+// recompute reports whether ParamRecompute is set in scope.
+func recompute(scope *model.Scope) bool {
+	v, found := scope.GetParam(ParamRecompute)
+	if !found || v == nil {
+		return false
+	}
+	b, ok := v.(bool)
+	if !ok {
+		Panicf("scope parameter %q: want a bool, got %T", ParamRecompute, v)
+	}
+	return b
+}
+
+// checkpoint marks the streams as the inputs of a recomputed block when ParamRecompute is set.
+func checkpoint(scope *model.Scope, raw, act *Node) (*Node, *Node) {
+	if !recompute(scope) {
+		return raw, act
+	}
+	if raw != nil {
+		raw = checkpointNode(raw)
+	}
+	return raw, checkpointNode(act)
+}
+
+// checkpointNode checkpoints x through an addition of zero: GoMLX v0.28.2's rematerialization can reset
+// the gradient function of the node a Checkpoint wraps when that node has a custom gradient (as this
+// project's ReLU and matmul outputs do), which then fails with "no gradient is defined" for an Identity.
+func checkpointNode(x *Node) *Node {
+	return AddScalar(x, 0).Checkpoint()
+}
+
 // stages runs the residual stages and downsampling layers from the streams (raw, act) of the first stage.
 func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
 	widths := c.Widths()
 	for i := range widths {
 		if i > 0 {
+			raw, act = checkpoint(scope, raw, act)
 			ext := c.seqCfg(i - 1)
 			raw, act = layers.Downsample(scope.In("Downsample%d", i), act, layers.DownsampleConfig{
 				Channels:      widths[i],
@@ -59,8 +97,12 @@ func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
 		}
 		stage := scope.In("Stage%d", i+1)
 		for b := range c.BlocksPerStage[i] {
+			raw, act = checkpoint(scope, raw, act)
 			raw, act = layers.ResidualBlock(stage.In("%d", b), raw, act, c.seqCfg(i))
 		}
+	}
+	if recompute(scope) {
+		act = act.StopCheckpoint()
 	}
 	return act
 }

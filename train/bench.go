@@ -27,6 +27,10 @@ type BenchOptions struct {
 	Train  bool // a training step (forward, backward, SGD update) rather than inference
 	// Precision is "f32" (default) or "bf16" (see layers.PrecisionBF16).
 	Precision string
+	// Impl is the SeqConv implementation, "fused" (default) or "direct" (see layers.SeqConvImpl).
+	Impl string
+	// Recompute turns on gradient checkpointing (models.ParamRecompute).
+	Recompute bool
 }
 
 // BenchResult is what Bench measured.
@@ -35,6 +39,8 @@ type BenchResult struct {
 	Backend        string  `json:"backend"`
 	Mode           string  `json:"mode"`
 	Precision      string  `json:"precision"`
+	Impl           string  `json:"seqconv_impl"`
+	Recompute      bool    `json:"recompute"`
 	Batch          int     `json:"batch"`
 	Steps          int     `json:"steps"`
 	FirstStepS     float64 `json:"first_step_s"` // graph building + compilation + one step
@@ -69,7 +75,13 @@ func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res B
 			return res, fmt.Errorf("bench: %w", err)
 		}
 	}
-	res = BenchResult{Model: cfg.Name, Backend: backend.Name(), Batch: opts.Batch, Steps: opts.Steps,
+	impl := layers.SeqConvFused
+	if opts.Impl != "" {
+		if impl, err = layers.ParseSeqConvImpl(opts.Impl); err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+	}
+	res = BenchResult{Model: cfg.Name, Impl: impl.String(), Recompute: opts.Recompute, Backend: backend.Name(), Batch: opts.Batch, Steps: opts.Steps,
 		Params: stats.Params, MACsPerImage: stats.MACs(), ResolutionUsed: stats.Resolution, Mode: "infer",
 		Precision: string(precision)}
 	if opts.Train {
@@ -80,6 +92,8 @@ func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res B
 		return res, err
 	}
 	store.RootScope().SetParam(layers.ParamPrecision, string(precision))
+	store.RootScope().SetParam(layers.ParamSeqConvImpl, impl)
+	store.RootScope().SetParam(models.ParamRecompute, opts.Recompute)
 	modelFn := func(scope *model.Scope, x *Node) *Node { return cfg.Build(scope, x) }
 	trainer := gtrain.NewTrainer(backend, store, modelFn, CrossEntropyLoss(0),
 		SGD().LearningRate(0.01).Momentum(0.9).Nesterov(true).WeightDecay(1e-4).Done(), nil, nil)

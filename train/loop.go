@@ -71,6 +71,9 @@ type Config struct {
 	// accumulation, float32 master weights, batch norm and loss (see layers.PrecisionBF16).
 	Precision string `json:"precision,omitempty"`
 
+	// Recompute turns on gradient checkpointing (models.ParamRecompute): less memory, the same results.
+	Recompute bool `json:"recompute,omitempty"`
+
 	// Seed seeds the weight initialization, dropout and the data shuffling and augmentation: with
 	// the same seed, config and data, runs on a deterministic backend are identical.
 	Seed int64 `json:"seed"`
@@ -694,6 +697,7 @@ func (r *runner) setup(opt *SGDOptimizer) error {
 	if cfg.Precision != "" {
 		r.store.RootScope().SetParam(layers.ParamPrecision, cfg.Precision)
 	}
+	r.store.RootScope().SetParam(models.ParamRecompute, cfg.Recompute)
 	modelCfg := cfg.Model
 	modelFn := func(scope *model.Scope, x *Node) *Node { return modelCfg.Build(scope, x) }
 	batchError := metric.NewBaseMetric("Batch Train Error", "batch_err", ErrorMetricType, topKErrorPercentFn(1),

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"cmp"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/gomlx/compute"
 	_ "github.com/gomlx/compute/gobackend" // The pure Go backend, always available.
@@ -73,4 +78,69 @@ func finalizeQuietly(b compute.Backend) {
 // describeBackend is a one-line description of b.
 func describeBackend(b compute.Backend) string {
 	return fmt.Sprintf("%s (%s)", b.Name(), oneLine(b.Description()))
+}
+
+// xlaFlagsEnvVar is read by XLA (and the CUDA PJRT plugin) when the plugin is loaded.
+const xlaFlagsEnvVar = "XLA_FLAGS"
+
+// addXLAFlags registers --xla-cache and --autotune-level on fs.
+func addXLAFlags(fs *flag.FlagSet, cache *string, autotune *int, defaultPlace string) {
+	fs.StringVar(cache, "xla-cache", "", "XLA backend: directory of XLA's persistent autotuning and kernel caches, reused "+
+		"by later runs (default: "+defaultPlace+"; off: none)")
+	fs.IntVar(autotune, "autotune-level", -1, "XLA backend: XLA's GPU autotuning level 0-4 (0: no autotuning, "+
+		"fastest compilation; -1: XLA's default)")
+}
+
+// configureXLA sets $XLA_FLAGS for the XLA/CUDA backend before it is created (XLA reads it once, when the
+// plugin loads): the persistent caches in cacheDir (or defaultDir when cacheDir is empty; "off" for none)
+// and the autotune level (-1: XLA's default). Flags already in $XLA_FLAGS win. It does nothing unless
+// $GOMLX_BACKEND selects the XLA backend.
+func configureXLA(cacheDir, defaultDir string, autotune int) error {
+	if autotune < -1 || autotune > 4 {
+		return usagef("--autotune-level must be -1 (XLA's default) or 0-4, got %d", autotune)
+	}
+	if !strings.HasPrefix(os.Getenv(backendEnvVar), "xla") {
+		return nil
+	}
+	dir := cmp.Or(cacheDir, defaultDir)
+	if dir == "off" {
+		dir = ""
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("--xla-cache: %w", err)
+		}
+	}
+	return os.Setenv(xlaFlagsEnvVar, xlaFlags(os.Getenv(xlaFlagsEnvVar), dir, autotune))
+}
+
+// xlaFlags returns the XLA_FLAGS value existing plus the cache flags for dir ("" for none) and the
+// autotune level (-1: none), leaving out each flag existing already sets. The caches are the ones JAX's
+// persistent compilation cache turns on: per-fusion autotuning results and compiled GPU kernels.
+func xlaFlags(existing, dir string, autotune int) string {
+	var add []string
+	set := func(name, value string) {
+		if !strings.Contains(existing, "--"+name+"=") && !strings.Contains(existing, "--"+name+" ") {
+			add = append(add, "--"+name+"="+value)
+		}
+	}
+	if dir != "" {
+		set("xla_gpu_per_fusion_autotune_cache_dir", filepath.Join(dir, "autotune"))
+		set("xla_gpu_kernel_cache_file", filepath.Join(dir, "kernels.bin"))
+		set("xla_gpu_enable_llvm_module_compilation_parallelism", "true")
+	}
+	if autotune >= 0 {
+		set("xla_gpu_autotune_level", strconv.Itoa(autotune))
+	}
+	return strings.TrimSpace(strings.Join(append([]string{existing}, add...), " "))
+}
+
+// defaultXLACacheDir is the XLA cache of commands without a run directory: <user cache dir>/seqconv/xla
+// ("" when the system has no user cache directory).
+func defaultXLACacheDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "seqconv", "xla")
 }

@@ -11,9 +11,12 @@ import (
 
 // benchOptions are the flags of "seqconv bench".
 type benchOptions struct {
-	model, mode, precision string
-	batch, steps, warmup   int
-	json                   bool
+	model, mode, precision, impl string
+	recompute                    bool
+	xlaCache                     string
+	autotune                     int
+	batch, steps, warmup         int
+	json                         bool
 }
 
 func init() {
@@ -37,6 +40,9 @@ resident memory of the process.`)
 	fs.IntVar(&o.steps, "steps", 5, "timed steps (>= 1)")
 	fs.IntVar(&o.warmup, "warmup", 1, "untimed steps after the compiling one (>= 0)")
 	fs.StringVar(&o.precision, "precision", "f32", "f32, or bf16 (bfloat16 convolutions, float32 accumulation and master weights)")
+	fs.StringVar(&o.impl, "impl", "fused", "SeqConv implementation: fused (the default, see README) or direct (the paper's equations as written; a baseline)")
+	fs.BoolVar(&o.recompute, "recompute", false, "gradient checkpointing: recompute each block's activations in the backward pass (less memory)")
+	addXLAFlags(fs.FlagSet, &o.xlaCache, &o.autotune, "the user cache directory")
 	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object")
 	return fs
 }
@@ -62,6 +68,10 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		err = usagef("--mode must be train or infer, got %q", o.mode)
 	case o.precision != "f32" && o.precision != "bf16":
 		err = usagef("--precision must be f32 or bf16, got %q", o.precision)
+	case o.impl != "fused" && o.impl != "direct":
+		err = usagef("--impl must be fused or direct, got %q", o.impl)
+	default:
+		err = configureXLA(o.xlaCache, defaultXLACacheDir(), o.autotune)
 	}
 	if err != nil {
 		printError(stderr, err)
@@ -74,7 +84,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	defer backend.Finalize()
 	res, err := train.Bench(backend, cfg, train.BenchOptions{Batch: o.batch, Steps: o.steps, Warmup: o.warmup,
-		Train: o.mode == "train", Precision: o.precision})
+		Train: o.mode == "train", Precision: o.precision,
+		Impl: o.impl, Recompute: o.recompute})
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure
@@ -88,10 +99,17 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "model %s (%s params, %s MACs/image at %dx%d) on %s, %s, batch %d\n",
 		res.Model, thousands(res.Params), humanCount(res.MACsPerImage), res.ResolutionUsed, res.ResolutionUsed,
-		describeBackend(backend), res.Mode+" "+res.Precision, res.Batch)
+		describeBackend(backend), res.Mode+" "+res.Precision+" "+res.Impl+recomputeNote(res.Recompute), res.Batch)
 	fmt.Fprintf(stdout, "first step (build + compile + run): %.2fs\n", res.FirstStepS)
 	fmt.Fprintf(stdout, "median step: %.4fs (min %.4fs, %d steps) = %.1f images/s, %.1f GFLOP/s\n",
 		res.MedianStepS, res.MinStepS, res.Steps, res.ImagesPerS, res.GFLOPsPerS)
 	fmt.Fprintf(stdout, "peak resident memory: %.1f MiB\n", float64(res.PeakRSSBytes)/(1<<20))
 	return exitOK
+}
+
+func recomputeNote(on bool) string {
+	if on {
+		return " recompute"
+	}
+	return ""
 }

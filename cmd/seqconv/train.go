@@ -71,6 +71,9 @@ type trainOptions struct {
 	schedule, milestones, runDir, augment, precision string
 	seed                                             int64
 	maxTrain, maxEval, workers, checkpointEvery      int
+	recompute                                        bool
+	xlaCache                                         string
+	autotune                                         int
 }
 
 // newTrainFlags returns the flags of "seqconv train" bound to o (nil: a throwaway).
@@ -113,6 +116,8 @@ must match the saved configuration). Ctrl-C stops between two steps after saving
 	fs.Float64Var(&o.warmup, "warmup", defaultWarmup, "epochs of linear learning-rate warmup (0: none)")
 	fs.Float64Var(&o.labelSmoothing, "label-smoothing", defaultLabelSmoothing, "label smoothing of the training loss, in [0, 1)")
 	fs.StringVar(&o.precision, "precision", "f32", "f32, or bf16: bfloat16 convolutions with float32 accumulation, master weights, batch norm and loss")
+	fs.BoolVar(&o.recompute, "recompute", false, "gradient checkpointing: recompute each block's activations in the backward pass (less memory, same results)")
+	addXLAFlags(fs.FlagSet, &o.xlaCache, &o.autotune, "RUN_DIR/xla-cache")
 	fs.Int64Var(&o.seed, "seed", defaultSeed, "random seed of the initialization, dropout, shuffling and augmentation")
 	fs.StringVar(&o.runDir, "run", "", "run directory (default "+defaultRunsDir+"/<model>-<timestamp>); it must not hold checkpoints already")
 	fs.StringVar(&o.resume, "resume", "", "resume the run directory RUN_DIR from its newest good checkpoint")
@@ -127,7 +132,8 @@ must match the saved configuration). Ctrl-C stops between two steps after saving
 }
 
 // resumeFlags are the flags that may be given with --resume: they do not change the results.
-var resumeFlags = []string{"resume", "workers", "quiet", "data-dir", "checkpoint-every-steps"}
+var resumeFlags = []string{"resume", "workers", "quiet", "data-dir", "checkpoint-every-steps", "xla-cache",
+	"autotune-level"}
 
 // runTrain implements "seqconv train".
 func runTrain(args []string, stdout, stderr io.Writer) int {
@@ -158,6 +164,8 @@ type trainPlan struct {
 	data     dataSpec
 	pipeline pipeline
 	resume   bool
+	xlaCache string // --xla-cache
+	autotune int    // --autotune-level
 	quiet    bool
 }
 
@@ -295,11 +303,12 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 		Seed: o.seed, RunDir: runDir, Data: spec.name, DataDir: dataDir, Augmentation: p.desc, Recipe: o.recipe,
 		EvalBatchSize: o.evalBatch, Progress: !o.quiet, MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
 		Workers: o.workers, CheckpointEverySteps: o.checkpointEvery, Precision: o.precision,
+		Recompute: o.recompute,
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
-	return &trainPlan{cfg: cfg, data: spec, pipeline: p, quiet: o.quiet}, nil
+	return &trainPlan{cfg: cfg, data: spec, pipeline: p, quiet: o.quiet, xlaCache: o.xlaCache, autotune: o.autotune}, nil
 }
 
 // modelConfig returns the model of --model with --classes applied.
@@ -363,7 +372,8 @@ func (o *trainOptions) resumePlan(fs *flagSet, set map[string]bool) (*trainPlan,
 	if (spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100) && cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir()
 	}
-	return &trainPlan{cfg: cfg, data: spec, pipeline: p, resume: true, quiet: o.quiet}, nil
+	return &trainPlan{cfg: cfg, data: spec, pipeline: p, resume: true, quiet: o.quiet, xlaCache: o.xlaCache,
+		autotune: o.autotune}, nil
 }
 
 // checkResumeFlags checks that the flags given with --resume, other than resumeFlags, have the
@@ -473,6 +483,9 @@ func checkRunDir(dir string) error {
 // execute runs a validated training plan.
 func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg := p.cfg
+	if err := configureXLA(p.xlaCache, filepath.Join(cfg.RunDir, "xla-cache"), p.autotune); err != nil {
+		return err
+	}
 	backend, err := newBackend(stderr)
 	if err != nil {
 		return err

@@ -1,0 +1,190 @@
+package layers
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/gobackend"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// TestSeqConvImplsAgree checks that the fused implementation (gathered products with hand-written gradients
+// on the Go backend; one input convolution plus per-filter convolutions of the new groups with native
+// convolutions) computes exactly what the direct formulation computes, in float64: both outputs and the
+// gradients of a loss with respect to the input, the shortcut and every variable, in training mode with
+// dropout (both draw the same masks) and in inference mode.
+func TestSeqConvImplsAgree(t *testing.T) {
+	backend := gobackend.GetBackend()
+	tests := []struct {
+		name                   string
+		cin, cout, k           int
+		bottleneck, dense      bool
+		windowGroups, subgroup int
+		shortcut               bool
+		drop                   float64
+		training               bool
+	}{
+		{"plain windowed shortcut dropout", 6, 6, 2, false, false, 0, 1, true, 0.3, true},
+		{"plain dense dropout", 4, 6, 2, false, true, 0, 1, false, 0.3, true},
+		{"plain window cut inside the input", 5, 6, 2, false, false, 2, 1, false, 0.3, true},
+		{"plain window cut inside a group", 5, 8, 2, false, false, 0, 1, true, 0.3, true},
+		{"bottleneck windowed shortcut dropout", 5, 8, 2, true, false, 0, 1, true, 0.2, true},
+		{"bottleneck dense subgroups", 4, 8, 4, true, true, 0, 2, false, 0.2, true},
+		{"bottleneck g'=2", 6, 8, 2, true, false, 2, 1, true, 0.25, true},
+		{"bottleneck g'=5 wider than input, no dropout", 4, 8, 2, true, false, 5, 1, false, 0, true},
+		{"bottleneck inference", 5, 8, 2, true, false, 0, 1, true, 0.2, false},
+		{"plain dense inference", 4, 6, 2, false, true, 0, 1, false, 0.3, false},
+	}
+	impls := []struct {
+		impl     SeqConvImpl
+		lowering Lowering
+	}{{SeqConvDirect, LoweringIm2Col}, {SeqConvFused, LoweringIm2Col}, {SeqConvFused, LoweringNative}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			const n, h, w = 3, 5, 4
+			x := randTensor(rng, n, h, w, tc.cin)
+			s := randTensor(rng, n, h, w, tc.cout)
+			r1 := randTensor(rng, n, h, w, tc.cout)
+			r2 := randTensor(rng, n, h, w, tc.cout)
+			store := model.NewStore()
+			var results [][]*tensors.Tensor
+			var names []string
+			for _, im := range impls {
+				exec, err := model.NewExec(backend, store, func(scope *model.Scope, x, s, r1, r2 *Node) []*Node {
+					g := x.Graph()
+					store.SetTraining(g, tc.training)
+					scope.SetParam(ParamLowering, im.lowering)
+					b := SeqConv(scope, x).Granularity(tc.k).Channels(tc.cout).Bottleneck(tc.bottleneck).
+						Subgroups(tc.subgroup).Window(tc.windowGroups).DropRate(tc.drop).Impl(im.impl)
+					if tc.dense {
+						b.Dense()
+					}
+					if tc.shortcut {
+						b.Shortcut(s).Junction(1)
+					}
+					raw, act := b.Done()
+					loss := Add(ReduceAllSum(Mul(raw, r1)), ReduceAllSum(Mul(act, r2)))
+					wrt := []*Node{x, s}
+					names = []string{"dx", "ds"}
+					for v := range scope.IterVariables() {
+						if v.Trainable {
+							wrt = append(wrt, v.NodeValue(g))
+							names = append(names, "d"+v.Path())
+						}
+					}
+					outs := []*Node{raw, act}
+					return append(outs, Gradient(loss, wrt...)...)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A first call initialises the variables (drawing from the RNG), then both draw the same masks.
+				if _, err := exec.Call(x, s, r1, r2); err != nil {
+					t.Fatalf("%s/%s: %v", im.impl, im.lowering, err)
+				}
+				if err := store.SetRNGStateFromSeed(11); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Call(x, s, r1, r2)
+				if err != nil {
+					t.Fatalf("%s/%s: %v", im.impl, im.lowering, err)
+				}
+				results = append(results, out)
+			}
+			names = append([]string{"raw", "act"}, names...)
+			for i := 1; i < len(impls); i++ {
+				if len(results[i]) != len(results[0]) {
+					t.Fatalf("%s/%s: %d results, want %d", impls[i].impl, impls[i].lowering, len(results[i]), len(results[0]))
+				}
+				for o := range results[0] {
+					want := tensors.MustCopyFlatData[float64](results[0][o])
+					got := tensors.MustCopyFlatData[float64](results[i][o])
+					scale := 0.0
+					for _, v := range want {
+						scale = max(scale, math.Abs(v))
+					}
+					if scale == 0 && o > 1 && o < 4 && !tc.shortcut {
+						continue // ds without a shortcut
+					}
+					for e := range want {
+						if math.Abs(got[e]-want[e]) > 1e-10*max(scale, 1) {
+							t.Fatalf("%s/%s %s[%d]: got %.15g, want %.15g (direct)", impls[i].impl, impls[i].lowering,
+								names[o], e, got[e], want[e])
+						}
+					}
+				}
+			}
+			if len(names) < 4 {
+				t.Fatalf("no variable gradients compared: %v", names)
+			}
+		})
+	}
+}
+
+// TestSeqPlanViews checks the channel bookkeeping of the fused implementation against the direct one's
+// sliding window.
+func TestSeqPlanViews(t *testing.T) {
+	tests := []struct {
+		cin, k, n, window int
+		want              [][2]int
+		first             []int
+	}{
+		{cin: 4, k: 2, n: 3, window: 4, want: [][2]int{{0, 4}, {2, 6}, {4, 8}}, first: []int{0, 0, 1}},
+		{cin: 5, k: 2, n: 4, window: 5, want: [][2]int{{0, 5}, {2, 7}, {4, 9}, {6, 11}}, first: []int{0, 0, 0, 1}},
+		{cin: 4, k: 2, n: 3, window: -1, want: [][2]int{{0, 4}, {0, 6}, {0, 8}}, first: []int{0, 0, 0}},
+		{cin: 6, k: 2, n: 3, window: 4, want: [][2]int{{2, 6}, {4, 8}, {6, 10}}, first: []int{0, 0, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("cin=%d k=%d window=%d", tc.cin, tc.k, tc.window), func(t *testing.T) {
+			p := seqPlan{cin: tc.cin, k: tc.k, n: tc.n, window: tc.window}
+			for j := range tc.n {
+				lo, hi := p.view(j)
+				if lo != tc.want[j][0] || hi != tc.want[j][1] {
+					t.Errorf("view(%d) = [%d,%d), want %v", j, lo, hi, tc.want[j])
+				}
+				if got := p.firstPiece(j); got != tc.first[j] {
+					t.Errorf("firstPiece(%d) = %d, want %d", j, got, tc.first[j])
+				}
+			}
+		})
+	}
+}
+
+// TestSeqConvNativeShapes checks that the fused implementation on native convolutions (XLA's path) builds a
+// windowed layer from few distinct convolution shapes, so that XLA compiles and autotunes each once: the
+// input's contribution (one convolution), the new groups' contributions (one shape for all filters) and the
+// bottleneck's 3x3; the direct formulation has one view convolution per filter plus the 3x3.
+func TestSeqConvNativeShapes(t *testing.T) {
+	backend := gobackend.GetBackend()
+	for _, tc := range []struct {
+		impl            SeqConvImpl
+		convs, distinct int
+	}{{SeqConvFused, 1 + 4 + 5, 3}, {SeqConvDirect, 5 + 5, 2}} {
+		g := NewGraph(backend, "shapes")
+		store := model.NewStore()
+		store.SetTraining(g, false)
+		scope := store.RootScope()
+		scope.SetParam(ParamLowering, LoweringNative)
+		x := Parameter(g, "x", shapes.Make(dtypes.Float32, 2, 6, 6, 10))
+		SeqConv(scope, x).Granularity(2).Channels(10).Bottleneck(true).Impl(tc.impl).Done()
+		seen := map[string]bool{}
+		convs := 0
+		for _, n := range g.Nodes() {
+			if n.Type() == NodeTypeConvGeneral {
+				convs++
+				seen[n.Inputs()[0].Shape().String()+n.Inputs()[1].Shape().String()] = true
+			}
+		}
+		if convs != tc.convs || len(seen) != tc.distinct {
+			t.Errorf("%s: %d convolutions of %d shapes, want %d of %d: %v", tc.impl, convs, len(seen), tc.convs,
+				tc.distinct, seen)
+		}
+	}
+}
