@@ -234,9 +234,9 @@ func conv2DSame(x, kernel *Node) *Node {
 	padH, padW := (kh-1)/2, (kw-1)/2
 	var dOut *Node
 	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
-		flipped := Transpose(Reverse(kernel, 0, 1), 2, 3) // [kh, kw, Cout, Cin]
+		flippedT := TransposeAllAxes(Reverse(kernel, 0, 1), 2, 0, 1, 3) // [Cin, kh, kw, Cout]
 		patches := im2col(dOut, kh, kw, 1, padH, padW)
-		return DotGeneral(patches, []int{3}, nil, Reshape(flipped, kh*kw*cout, cin), []int{0}, nil)
+		return DotGeneral(patches, []int{3}, nil, Reshape(flippedT, cin, kh*kw*cout), []int{1}, nil)
 	})
 	return captureGradient(matmulLastAxis(im2col(xs, kh, kw, 1, padH, padW), Reshape(kernel, kh*kw*cin, cout)), &dOut)
 }

@@ -231,7 +231,7 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 	addPiece := func(i int, p *Node) {
 		start, width := plan.piece(i)
 		var readers []int
-		for j := max(i, 0); j < plan.n; j++ {
+		for j := i; j < plan.n; j++ {
 			if _, hi := plan.view(j); hi > start && plan.firstPiece(j) <= i {
 				readers = append(readers, j)
 			}
@@ -254,11 +254,13 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 				lo, _ := plan.view(j)
 				block, mask := f.kernelRows(lo, start, width)
 				dPatches = append(dPatches, f.dPatch)
-				flipped = append(flipped, Reshape(Transpose(Reverse(ConvertDType(block, cdt), 0, 1), 2, 3),
-					q*q*b.k, width))
+				// The flipped kernel, transposed: [width, q*q*k] (matmuls are fastest with both operands
+				// contracted on their last axis).
+				flipped = append(flipped, Reshape(TransposeAllAxes(Reverse(ConvertDType(block, cdt), 0, 1), 2, 0, 1, 3),
+					width, q*q*b.k))
 				if mask != nil {
-					masks = append(masks, BroadcastToDims(Reshape(ConvertDType(mask, cdt), nImg, 1, width),
-						nImg, q*q*b.k, width))
+					masks = append(masks, BroadcastToDims(Reshape(ConvertDType(mask, cdt), nImg, width, 1),
+						nImg, width, q*q*b.k))
 				}
 			}
 			if len(dPatches) == 0 {
@@ -266,13 +268,13 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 			}
 			d := concat(dPatches)
 			kd := d.Shape().Dim(-1)
-			bmat := Concatenate(flipped, 0)
+			bmat := Concatenate(flipped, 1) // [width, kd]
 			var dp *Node
 			if len(masks) > 0 {
-				bn := Mul(ExpandAxes(bmat, 0), Concatenate(masks, 1))
-				dp = DotGeneral(Reshape(d, nImg, h*w, kd), []int{2}, []int{0}, bn, []int{1}, []int{0})
+				bn := Mul(ExpandAxes(bmat, 0), Concatenate(masks, 2))
+				dp = DotGeneral(Reshape(d, nImg, h*w, kd), []int{2}, []int{0}, bn, []int{2}, []int{0})
 			} else {
-				dp = DotGeneral(Reshape(d, nImg*h*w, kd), []int{1}, nil, bmat, []int{0}, nil)
+				dp = DotGeneral(Reshape(d, nImg*h*w, kd), []int{1}, nil, bmat, []int{1}, nil)
 			}
 			return ConvertDType(Reshape(dp, nImg, h, w, width), p.DType())
 		})
@@ -349,13 +351,15 @@ func gatheredProduct(patches, kernel, maskRows *Node, cdt dtypes.DType, dOut **N
 		}
 		return ConvertDType(Transpose(dk, 0, 1), kernel.DType())
 	})
-	kc := ConvertDType(ks, cdt)
+	// The kernel goes in transposed, [k, K], so that both operands are contracted on their last axis (the
+	// backend's fastest layout for narrow outputs).
+	kc := Transpose(ConvertDType(ks, cdt), 0, 1)
 	var out *Node
 	if maskRows != nil {
-		kn := Mul(ExpandAxes(kc, 0), ExpandAxes(maskRows, -1)) // [N, K, k]
-		out = DotGeneral(Reshape(patches, nImg, h*w, kk), []int{2}, []int{0}, kn, []int{1}, []int{0})
+		kn := Mul(ExpandAxes(kc, 0), ExpandAxes(maskRows, 1)) // [N, k, K]
+		out = DotGeneral(Reshape(patches, nImg, h*w, kk), []int{2}, []int{0}, kn, []int{2}, []int{0})
 	} else {
-		out = DotGeneral(Reshape(patches, nImg*h*w, kk), []int{1}, nil, kc, []int{0}, nil)
+		out = DotGeneral(Reshape(patches, nImg*h*w, kk), []int{1}, nil, kc, []int{1}, nil)
 	}
 	return captureGradient(Reshape(out, nImg, h, w, k), dOut)
 }

@@ -188,3 +188,74 @@ func TestSeqConvNativeShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestSeqConvFusedBF16 checks the fused implementation under mixed precision: float32 results within bfloat16
+// rounding (relative L2 <= 2e-2, and not bit-equal) of the float32 computation for the output, the input
+// gradient and the variable gradients, in training with dropout, for bottleneck and plain filters.
+func TestSeqConvFusedBF16(t *testing.T) {
+	backend := gobackend.GetBackend()
+	rng := rand.New(rand.NewPCG(7, 8))
+	x := tensors.FromFlatDataAndDimensions(func() []float32 {
+		d := tensors.MustCopyFlatData[float64](randTensor(rng, 2, 5, 4, 6))
+		out := make([]float32, len(d))
+		for i, v := range d {
+			out[i] = float32(v)
+		}
+		return out
+	}(), 2, 5, 4, 6)
+	for _, bottleneck := range []bool{true, false} {
+		results := map[Precision][]*tensors.Tensor{}
+		var names []string
+		for _, p := range []Precision{PrecisionF32, PrecisionBF16} {
+			store := model.NewStore()
+			if err := store.SetRNGStateFromSeed(1); err != nil { // the same initial weights
+				t.Fatal(err)
+			}
+			store.RootScope().SetParam(ParamPrecision, string(p))
+			exec := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) []*Node {
+				g := x.Graph()
+				store.SetTraining(g, true)
+				_, act := SeqConv(scope, x).Granularity(2).Channels(8).Bottleneck(bottleneck).DropRate(0.2).Done()
+				loss := ReduceAllSum(Mul(act, Sin(IotaFull(g, act.Shape()))))
+				wrt := []*Node{x}
+				names = []string{"act", "dx"}
+				for v := range scope.IterVariables() {
+					if v.Trainable {
+						wrt = append(wrt, v.NodeValue(g))
+						names = append(names, "d"+v.Path())
+					}
+				}
+				return append([]*Node{act}, Gradient(loss, wrt...)...)
+			})
+			exec.MustCall(x) // initialises the variables
+			if err := store.SetRNGStateFromSeed(5); err != nil {
+				t.Fatal(err)
+			}
+			results[p] = exec.MustCall(x)
+		}
+		// The output, the input gradient, and all variable gradients together (a single BN γ gradient is a sum
+		// with heavy cancellation, ill-conditioned in any low precision).
+		groups := [][]int{{0}, {1}, {}}
+		for i := 2; i < len(results[PrecisionF32]); i++ {
+			groups[2] = append(groups[2], i)
+		}
+		for gi, group := range groups {
+			var num, den float64
+			for _, i := range group {
+				if dt := results[PrecisionBF16][i].DType(); dt != dtypes.Float32 {
+					t.Fatalf("%s: dtype %s, want Float32", names[i], dt)
+				}
+				a := tensors.MustCopyFlatData[float32](results[PrecisionF32][i])
+				b := tensors.MustCopyFlatData[float32](results[PrecisionBF16][i])
+				for j := range a {
+					num += float64((a[j] - b[j]) * (a[j] - b[j]))
+					den += float64(a[j] * a[j])
+				}
+			}
+			if rel := math.Sqrt(num / den); rel > 2e-2 || rel == 0 {
+				t.Errorf("bottleneck=%v %s: relative L2 difference bf16 vs f32 = %g, want (0, 2e-2]",
+					bottleneck, []string{"output", "input gradient", "variable gradients"}[gi], rel)
+			}
+		}
+	}
+}
