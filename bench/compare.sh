@@ -75,7 +75,10 @@ while read -r model batch mode precision; do
   [ -z "$model" ] && continue
   echo "== $model batch $batch $mode $precision" >&2
   ours=$("$SEQCONV" bench --model "$model" --batch "$batch" --mode "$mode" --precision "$precision" \
-           --steps "${STEPS:-10}" --json "${xla_args[@]}" ${SEQCONV_ARGS:-} 2>>"$OUT/errors.log") || ours='{"error": "failed, see errors.log"}'
+           --steps "${STEPS:-10}" --json "${xla_args[@]}" ${SEQCONV_ARGS:-} 2>>"$OUT/errors.log") \
+    || ours=$("$SEQCONV" bench --model "$model" --batch "$batch" --mode "$mode" --precision "$precision" \
+           --steps "${STEPS:-10}" --json --xla-cache off ${SEQCONV_ARGS:-} 2>>"$OUT/errors.log") \
+    || ours='{"error": "failed, see errors.log"}'
   theirs=$("$PYTHON" "$here/torch/seqconv_torch.py" bench --model "$model" --batch "$batch" --mode "$mode" \
            --precision "$precision" --device "$torch_device" --steps "${STEPS:-10}" 2>>"$OUT/errors.log") \
            || theirs='{"error": "failed, see errors.log"}'

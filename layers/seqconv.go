@@ -180,18 +180,16 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 	if !b.implSet {
 		impl = seqConvImplFromScope(scope)
 	}
+	plan := seqPlan{cin: cin, k: k, n: n, window: b.WindowChannels(cin)}
+	lowering := loweringFromScope(scope).resolve(x.Graph())
 	var raws, acts []*Node
 	switch {
 	case impl == SeqConvDirect:
 		raws, acts = b.doneDirect(shortcuts)
+	case lowering == LoweringIm2Col:
+		raws, acts = b.doneFusedGathered(plan, shortcuts)
 	default:
-		plan := seqPlan{cin: cin, k: k, n: n, window: b.WindowChannels(cin)}
-		lowering := loweringFromScope(scope).resolve(x.Graph())
-		if lowering == LoweringIm2Col {
-			raws, acts = b.doneFusedGathered(plan, shortcuts)
-		} else {
-			raws, acts = b.doneFusedNative(plan, shortcuts, lowering)
-		}
+		raws, acts = b.doneFusedNative(plan, shortcuts, lowering)
 	}
 	return concat(raws), concat(acts)
 }

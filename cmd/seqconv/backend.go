@@ -85,7 +85,7 @@ const xlaFlagsEnvVar = "XLA_FLAGS"
 
 // addXLAFlags registers --xla-cache and --autotune-level on fs.
 func addXLAFlags(fs *flag.FlagSet, cache *string, autotune *int, defaultPlace string) {
-	fs.StringVar(cache, "xla-cache", "", "XLA backend: directory of XLA's persistent autotuning and kernel caches, reused "+
+	fs.StringVar(cache, "xla-cache", "", "XLA backend: directory of XLA's persistent autotuning cache, reused "+
 		"by later runs (default: "+defaultPlace+"; off: none)")
 	fs.IntVar(autotune, "autotune-level", -1, "XLA backend: XLA's GPU autotuning level 0-4 (0: no autotuning, "+
 		"fastest compilation; -1: XLA's default)")
@@ -114,9 +114,11 @@ func configureXLA(cacheDir, defaultDir string, autotune int) error {
 	return os.Setenv(xlaFlagsEnvVar, xlaFlags(os.Getenv(xlaFlagsEnvVar), dir, autotune))
 }
 
-// xlaFlags returns the XLA_FLAGS value existing plus the cache flags for dir ("" for none) and the
-// autotune level (-1: none), leaving out each flag existing already sets. The caches are the ones JAX's
-// persistent compilation cache turns on: per-fusion autotuning results and compiled GPU kernels.
+// xlaFlags returns the XLA_FLAGS value existing plus the cache flag for dir ("" for none) and the
+// autotune level (-1: none), leaving out each flag existing already sets. The cache is XLA's persisted
+// per-fusion autotuning (--xla_gpu_per_fusion_autotune_cache_dir, the one XLA recommends and JAX's persistent
+// cache turns on): autotuning the many small convolutions of SeqConv layers is what makes their compilation
+// slow. (XLA aborts on flags it does not know, so only long-standing ones are set.)
 func xlaFlags(existing, dir string, autotune int) string {
 	var add []string
 	set := func(name, value string) {
@@ -126,8 +128,6 @@ func xlaFlags(existing, dir string, autotune int) string {
 	}
 	if dir != "" {
 		set("xla_gpu_per_fusion_autotune_cache_dir", filepath.Join(dir, "autotune"))
-		set("xla_gpu_kernel_cache_file", filepath.Join(dir, "kernels.bin"))
-		set("xla_gpu_enable_llvm_module_compilation_parallelism", "true")
 	}
 	if autotune >= 0 {
 		set("xla_gpu_autotune_level", strconv.Itoa(autotune))

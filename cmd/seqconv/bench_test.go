@@ -47,12 +47,10 @@ func TestXLAFlags(t *testing.T) {
 		want          string
 	}{
 		{"", "", -1, ""},
-		{"", "/c", -1, "--xla_gpu_per_fusion_autotune_cache_dir=/c/autotune --xla_gpu_kernel_cache_file=/c/kernels.bin " +
-			"--xla_gpu_enable_llvm_module_compilation_parallelism=true"},
+		{"", "/c", -1, "--xla_gpu_per_fusion_autotune_cache_dir=/c/autotune"},
 		{"--xla_gpu_autotune_level=2", "", 0, "--xla_gpu_autotune_level=2"},
 		{"--foo=1", "", 0, "--foo=1 --xla_gpu_autotune_level=0"},
-		{"--xla_gpu_kernel_cache_file=/mine", "/c", 4, "--xla_gpu_kernel_cache_file=/mine " +
-			"--xla_gpu_per_fusion_autotune_cache_dir=/c/autotune --xla_gpu_enable_llvm_module_compilation_parallelism=true " +
+		{"--xla_gpu_per_fusion_autotune_cache_dir=/mine", "/c", 4, "--xla_gpu_per_fusion_autotune_cache_dir=/mine " +
 			"--xla_gpu_autotune_level=4"},
 	}
 	for _, tc := range tests {
