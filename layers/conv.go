@@ -81,24 +81,7 @@ func ParsePrecision(name string) (Precision, error) {
 }
 
 func precisionFromScope(scope *model.Scope) Precision {
-	v, found := scope.GetParam(ParamPrecision)
-	if !found || v == nil {
-		return PrecisionF32
-	}
-	var name string
-	switch t := v.(type) {
-	case Precision:
-		name = string(t)
-	case string:
-		name = t
-	default:
-		Panicf("scope parameter %q: want a layers.Precision or a string, got %T", ParamPrecision, v)
-	}
-	p, err := ParsePrecision(name)
-	if err != nil {
-		panic(err)
-	}
-	return p
+	return scopeEnum(scope, ParamPrecision, PrecisionF32, ParsePrecision)
 }
 
 // ParseLowering converts a name ("auto", "native", "im2col") to a Lowering.
@@ -112,22 +95,28 @@ func ParseLowering(name string) (Lowering, error) {
 }
 
 func loweringFromScope(scope *model.Scope) Lowering {
-	v, found := scope.GetParam(ParamLowering)
+	return scopeEnum(scope, ParamLowering, LoweringAuto, ParseLowering)
+}
+
+// scopeEnum returns the scope parameter name: a T, or a string that parse converts to one; def when unset.
+// It panics (GoMLX style, at graph building) on other types and unknown names.
+func scopeEnum[T any](scope *model.Scope, name string, def T, parse func(string) (T, error)) T {
+	v, found := scope.GetParam(name)
 	if !found || v == nil {
-		return LoweringAuto
+		return def
 	}
 	switch t := v.(type) {
-	case Lowering:
+	case T:
 		return t
 	case string:
-		l, err := ParseLowering(t)
+		p, err := parse(t)
 		if err != nil {
 			panic(err)
 		}
-		return l
+		return p
 	}
-	Panicf("scope parameter %q: want a layers.Lowering or a string, got %T", ParamLowering, v)
-	return LoweringAuto
+	Panicf("scope parameter %q: want a %T or a string, got %T", name, def, v)
+	return def
 }
 
 // resolve turns LoweringAuto into the concrete choice for the graph's backend.

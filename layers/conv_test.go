@@ -26,6 +26,16 @@ func randTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
 	return tensors.FromFlatDataAndDimensions(data, dims...)
 }
 
+// randTensor32 is randTensor in float32.
+func randTensor32(rng *rand.Rand, dims ...int) *tensors.Tensor {
+	d := tensors.MustCopyFlatData[float64](randTensor(rng, dims...))
+	out := make([]float32, len(d))
+	for i, v := range d {
+		out[i] = float32(v)
+	}
+	return tensors.FromFlatDataAndDimensions(out, dims...)
+}
+
 func maxAbsDiff(t *testing.T, a, b *tensors.Tensor) float64 {
 	t.Helper()
 	if !a.Shape().Equal(b.Shape()) {
@@ -88,15 +98,7 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 func TestConvBF16(t *testing.T) {
 	backend := compute.MustNew()
 	rng := rand.New(rand.NewPCG(9, 10))
-	x64 := randTensor(rng, 2, 6, 6, 8)
-	x := tensors.FromFlatDataAndDimensions(func() []float32 {
-		d := tensors.MustCopyFlatData[float64](x64)
-		out := make([]float32, len(d))
-		for i, v := range d {
-			out[i] = float32(v)
-		}
-		return out
-	}(), 2, 6, 6, 8)
+	x := randTensor32(rng, 2, 6, 6, 8)
 	for _, lowering := range []Lowering{LoweringIm2Col, LoweringNative} {
 		results := map[Precision][]*tensors.Tensor{}
 		for _, p := range []Precision{PrecisionF32, PrecisionBF16} {

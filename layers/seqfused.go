@@ -54,22 +54,7 @@ func ParseSeqConvImpl(name string) (SeqConvImpl, error) {
 const ParamSeqConvImpl = "seqconv_impl"
 
 func seqConvImplFromScope(scope *model.Scope) SeqConvImpl {
-	v, found := scope.GetParam(ParamSeqConvImpl)
-	if !found || v == nil {
-		return SeqConvFused
-	}
-	switch t := v.(type) {
-	case SeqConvImpl:
-		return t
-	case string:
-		i, err := ParseSeqConvImpl(t)
-		if err != nil {
-			panic(err)
-		}
-		return i
-	}
-	Panicf("scope parameter %q: want a layers.SeqConvImpl or a string, got %T", ParamSeqConvImpl, v)
-	return SeqConvFused
+	return scopeEnum(scope, ParamSeqConvImpl, SeqConvFused, ParseSeqConvImpl)
 }
 
 // seqPlan is the channel bookkeeping of a SeqConv layer: the sequence is x (cin channels) followed by the

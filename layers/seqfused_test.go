@@ -195,14 +195,7 @@ func TestSeqConvNativeShapes(t *testing.T) {
 func TestSeqConvFusedBF16(t *testing.T) {
 	backend := gobackend.GetBackend()
 	rng := rand.New(rand.NewPCG(7, 8))
-	x := tensors.FromFlatDataAndDimensions(func() []float32 {
-		d := tensors.MustCopyFlatData[float64](randTensor(rng, 2, 5, 4, 6))
-		out := make([]float32, len(d))
-		for i, v := range d {
-			out[i] = float32(v)
-		}
-		return out
-	}(), 2, 5, 4, 6)
+	x := randTensor32(rng, 2, 5, 4, 6)
 	for _, bottleneck := range []bool{true, false} {
 		results := map[Precision][]*tensors.Tensor{}
 		var names []string
