@@ -24,7 +24,7 @@ import (
 const (
 	defaultData           = "mnist"
 	defaultModel          = "seqresnet-mnist"
-	defaultEpochs         = 3
+	defaultEpochs         = 4
 	defaultBatch          = 128
 	defaultEvalBatch      = 500
 	defaultLR             = 0.1
