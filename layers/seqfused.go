@@ -21,7 +21,9 @@ const (
 	// weight (zero rows for channels outside the window; dropout folded into per-image kernels). Its gradients
 	// are written per piece: one matrix product of the concatenated output gradients of the filters that read
 	// it. On backends with a native convolution (XLA) the input's contribution to all filters is one
-	// convolution, and only the new groups' contributions are computed filter by filter.
+	// convolution (grouped over per-filter dropped-out copies of the input when training with dropout), and
+	// only the new groups' contributions are computed filter by filter, zero-padded to one shape per layer so
+	// that XLA compiles and autotunes it once; autodiff derives the gradients there.
 	SeqConvFused SeqConvImpl = iota
 	// SeqConvDirect is the straightforward formulation of the paper's equations: for each filter, slice the
 	// view from the growing sequence, apply dropout to it, convolve it.
