@@ -111,9 +111,21 @@ func Dropout2d(scope *model.Scope, x *Node, p float64) *Node {
 	for axis := 1; axis < x.Rank()-1; axis++ {
 		maskShape.Dimensions[axis] = 1
 	}
-	u := scope.RandomUniform(g, maskShape)
-	keep := ConvertDType(GreaterOrEqual(u, Scalar(g, u.DType(), p)), x.DType())
-	return Mul(x, MulScalar(keep, 1/(1-p)))
+	return Mul(x, channelDropMask(scope, g, maskShape, p))
+}
+
+// channelDropMask draws Dropout2d's multipliers of the given shape (1 on the spatial axes) for a training
+// graph: 0 with probability p, 1/(1-p) otherwise; nil when dropout is off (p <= 0 or not training).
+func channelDropMask(scope *model.Scope, g *Graph, shape shapes.Shape, p float64) *Node {
+	if p <= 0 || !scope.IsTraining(g) {
+		return nil
+	}
+	if p >= 1 {
+		return Zeros(g, shape)
+	}
+	u := scope.RandomUniform(g, shape)
+	keep := ConvertDType(GreaterOrEqual(u, Scalar(g, u.DType(), p)), shape.DType)
+	return MulScalar(keep, 1/(1-p))
 }
 
 // batchNormTraining normalises x with its batch statistics over all axes but the last (mean and biased

@@ -212,8 +212,7 @@ func (b *SeqConvBuilder) doneDirect(shortcuts []*Node) (raws, acts []*Node) {
 		if shortcuts != nil {
 			sc = shortcuts[j]
 		}
-		unit := b.firstConvUnit(fs, sc)
-		unit.conv.x = in
+		unit := b.firstConvUnit(fs, in, sc)
 		r, a := b.finishFilter(fs, unit, unit.conv.Done(), sc)
 		raws = append(raws, r)
 		acts = append(acts, a)

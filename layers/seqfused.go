@@ -99,12 +99,22 @@ type seqFilter struct {
 	mask   *Node            // dropout multipliers per image and view channel [N, view width], or nil
 	dOut   *Node            // gradient of the first conv's output, captured during autodiff
 	dPatch *Node            // dOut's q x q patches (built once, on first use by a piece's gradient)
+	rows   map[int][2]*Node // kernelRows results by piece start, shared by the forward and backward passes
 }
 
 // kernelRows returns the rows of f's weight (view offset lo) that read piece channels [start, start+width):
 // [q, q, width, k], zeros for the piece channels outside the view. The matching dropout multipliers
-// [N, width] (zeros outside the view) are returned too when f has a mask.
+// [N, width] (zeros outside the view) are returned too when f has a mask. Each piece's rows are built once.
 func (f *seqFilter) kernelRows(lo, start, width int) (block, mask *Node) {
+	if r, ok := f.rows[start]; ok {
+		return r[0], r[1]
+	}
+	defer func() {
+		if f.rows == nil {
+			f.rows = map[int][2]*Node{}
+		}
+		f.rows[start] = [2]*Node{block, mask}
+	}()
 	q, viewW, k := f.weight.Shape().Dim(0), f.weight.Shape().Dim(2), f.weight.Shape().Dim(3)
 	a := max(lo-start, 0)           // first piece channel inside the view
 	b := min(lo+viewW-start, width) // end of the piece channels inside the view
@@ -146,24 +156,21 @@ func (f *seqFilter) kernelRows(lo, start, width int) (block, mask *Node) {
 // dropoutMask draws filter j's Dropout2d multipliers [N, c] exactly as Dropout2d does for a view of c
 // channels (same RNG draw, so both implementations drop the same channels); nil when dropout is off.
 func dropoutMask(scope *model.Scope, g *Graph, dtype dtypes.DType, n, c int, p float64) *Node {
-	if p <= 0 || !scope.IsTraining(g) {
+	m := channelDropMask(scope, g, shapes.Make(dtype, n, 1, 1, c), p)
+	if m == nil {
 		return nil
 	}
-	if p >= 1 {
-		return Zeros(g, shapes.Make(dtype, n, c))
-	}
-	u := scope.RandomUniform(g, shapes.Make(dtype, n, 1, 1, c))
-	keep := ConvertDType(GreaterOrEqual(u, Scalar(g, u.DType(), p)), dtype)
-	return Reshape(MulScalar(keep, 1/(1-p)), n, c)
+	return Reshape(m, n, c)
 }
 
 // firstConvUnit returns filter j's conv unit that reads the view (the bottleneck's 1x1 unit, or the plain
-// filter's 3x3 unit with its junction and shortcut), not yet built.
-func (b *SeqConvBuilder) firstConvUnit(fs *model.Scope, shortcut *Node) *ConvUnitBuilder {
+// filter's 3x3 unit with its junction and shortcut), not yet built. view is its input (nil for the fused
+// implementation, which only uses the unit's weight, record and BN/ReLU).
+func (b *SeqConvBuilder) firstConvUnit(fs *model.Scope, view, shortcut *Node) *ConvUnitBuilder {
 	if b.bottleneck {
-		return ConvUnit(fs.In("BottleneckLayer"), nil).Channels(b.k).KernelSize(1)
+		return ConvUnit(fs.In("BottleneckLayer"), view).Channels(b.k).KernelSize(1)
 	}
-	u := ConvUnit(fs, nil).Channels(b.k).KernelSize(3)
+	u := ConvUnit(fs, view).Channels(b.k).KernelSize(3)
 	if b.junction {
 		u.Junction(b.weightScale)
 	}
@@ -284,7 +291,7 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 		}
 		f := &seqFilter{mask: dropoutMask(scope, g, dt, nImg, viewW, b.dropRate)}
 		filters[j] = f
-		f.conv = b.firstConvUnit(fs, sc)
+		f.conv = b.firstConvUnit(fs, nil, sc)
 		f.weight = f.conv.conv.weight(g, dt, viewW)
 
 		// The view's patches and the kernel rows (and dropout multipliers) that read them, piece by piece.
@@ -374,7 +381,7 @@ func (b *SeqConvBuilder) doneFusedNative(plan seqPlan, shortcuts []*Node, loweri
 		}
 		scopes[j] = fsScope.In("%d", j)
 		f := &seqFilter{mask: dropoutMask(scope, g, dt, nImg, hi-lo, b.dropRate)}
-		f.conv = b.firstConvUnit(scopes[j], sc)
+		f.conv = b.firstConvUnit(scopes[j], nil, sc)
 		f.weight = f.conv.conv.weight(g, dt, hi-lo)
 		filters[j] = f
 	}
