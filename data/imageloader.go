@@ -108,11 +108,9 @@ func ImageNetEvalOptions(batchSize, size int) ImageLoaderOptions {
 // so batches keep their size and the epoch stays deterministic. Any other
 // error (or panic) ends the epoch with an error naming the batch.
 type ImageLoader struct {
-	src  Source
-	opts ImageLoaderOptions
-
-	mu    sync.Mutex
-	epoch int
+	src    Source
+	opts   ImageLoaderOptions
+	epochs epochCounter
 }
 
 var _ train.Dataset = (*ImageLoader)(nil)
@@ -145,33 +143,18 @@ func (l *ImageLoader) Name() string {
 func (l *ImageLoader) Source() Source { return l.src }
 
 // SetEpoch sets the epoch used by the next call to Iter (see Loader.SetEpoch).
-func (l *ImageLoader) SetEpoch(e int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.epoch = e
-}
+func (l *ImageLoader) SetEpoch(e int) { l.epochs.set(e) }
 
 // Epoch returns the epoch that the next call to Iter will use.
-func (l *ImageLoader) Epoch() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.epoch
-}
+func (l *ImageLoader) Epoch() int { return l.epochs.get() }
 
 // NumBatches returns the number of batches in one epoch (0 if the source or
 // the options are invalid).
 func (l *ImageLoader) NumBatches() int {
-	if isNil(l.src) || l.opts.BatchSize <= 0 {
+	if isNil(l.src) {
 		return 0
 	}
-	n := l.src.Len()
-	if n <= 0 {
-		return 0
-	}
-	if l.opts.DropLast {
-		return n / l.opts.BatchSize
-	}
-	return (n + l.opts.BatchSize - 1) / l.opts.BatchSize
+	return batchesPerEpoch(l.src.Len(), l.opts.BatchSize, l.opts.DropLast)
 }
 
 func isNil(src Source) bool {
@@ -190,10 +173,7 @@ func isNil(src Source) bool {
 // one epoch, the current epoch counter, which it increments. Ranging over
 // the returned iterator again replays the same epoch.
 func (l *ImageLoader) Iter() iter.Seq2[train.Batch, error] {
-	l.mu.Lock()
-	epoch := l.epoch
-	l.epoch++
-	l.mu.Unlock()
+	epoch := l.epochs.take()
 	return func(yield func(train.Batch, error) bool) {
 		p, err := l.newPlan(epoch)
 		if err != nil {

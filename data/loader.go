@@ -60,11 +60,46 @@ type LoaderOptions struct {
 // A Loader yields exactly one epoch per Iter call, so with GoMLX's
 // train.Loop use RunEpochs (RunSteps fails when the dataset ends).
 type Loader struct {
-	set  *ImageSet
-	opts LoaderOptions
+	set    *ImageSet
+	opts   LoaderOptions
+	epochs epochCounter
+}
 
+// epochCounter is a loader's epoch counter: each Iter takes the current epoch and increments it.
+type epochCounter struct {
 	mu    sync.Mutex
 	epoch int
+}
+
+func (c *epochCounter) set(e int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch = e
+}
+
+func (c *epochCounter) get() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// take returns the current epoch and increments the counter.
+func (c *epochCounter) take() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	return c.epoch - 1
+}
+
+// batchesPerEpoch is the number of batches of batchSize in n images (0 if either is not positive).
+func batchesPerEpoch(n, batchSize int, dropLast bool) int {
+	if n <= 0 || batchSize <= 0 {
+		return 0
+	}
+	if dropLast {
+		return n / batchSize
+	}
+	return (n + batchSize - 1) / batchSize
 }
 
 var _ train.Dataset = (*Loader)(nil)
@@ -93,39 +128,25 @@ func (l *Loader) Set() *ImageSet { return l.set }
 // SetEpoch sets the epoch used by the next call to Iter (and then
 // incremented). Use it when resuming training, so that epoch e reproduces the
 // same order and augmentations.
-func (l *Loader) SetEpoch(e int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.epoch = e
-}
+func (l *Loader) SetEpoch(e int) { l.epochs.set(e) }
 
 // Epoch returns the epoch that the next call to Iter will use.
-func (l *Loader) Epoch() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.epoch
-}
+func (l *Loader) Epoch() int { return l.epochs.get() }
 
 // NumBatches returns the number of batches in one epoch (0 if the set or the
 // options are invalid).
 func (l *Loader) NumBatches() int {
-	if l.set == nil || l.opts.BatchSize <= 0 || l.set.N < 0 {
+	if l.set == nil {
 		return 0
 	}
-	if l.opts.DropLast {
-		return l.set.N / l.opts.BatchSize
-	}
-	return (l.set.N + l.opts.BatchSize - 1) / l.opts.BatchSize
+	return batchesPerEpoch(l.set.N, l.opts.BatchSize, l.opts.DropLast)
 }
 
 // Iter implements train.Dataset: it returns an iterator over the batches of
 // one epoch, the current epoch counter, which it increments. Ranging over the
 // returned iterator again replays the same epoch.
 func (l *Loader) Iter() iter.Seq2[train.Batch, error] {
-	l.mu.Lock()
-	epoch := l.epoch
-	l.epoch++
-	l.mu.Unlock()
+	epoch := l.epochs.take()
 	return func(yield func(train.Batch, error) bool) {
 		p, err := l.newPlan(epoch)
 		if err != nil {
