@@ -31,17 +31,13 @@ func BenchmarkGoBackendOps(b *testing.B) {
 		{"mul-per-channel", func(x *Node) *Node {
 			return Mul(x, Ones(x.Graph(), shapes.Make(x.DType(), 1, 1, 1, x.Shape().Dim(-1))))
 		}},
-		{"matmul-16-outputs", func(x *Node) *Node {
+		{"matmul-16-outputs", func(x *Node) *Node { // the kernel [C, 16] as the right operand
 			c := x.Shape().Dim(-1)
-			return matmulLastAxis(x, Ones(x.Graph(), shapes.Make(x.DType(), c, 16)))
+			return DotGeneral(x, []int{3}, nil, Ones(x.Graph(), shapes.Make(x.DType(), c, 16)), []int{0}, nil)
 		}},
-		{"matmul-16-outputs-rhs-transposed", func(x *Node) *Node {
+		{"matmul-16-outputs-rhs-transposed", func(x *Node) *Node { // the kernel as [16, C], as matmulLastAxis does
 			c := x.Shape().Dim(-1)
 			return DotGeneral(x, []int{3}, nil, Ones(x.Graph(), shapes.Make(x.DType(), 16, c)), []int{1}, nil)
-		}},
-		{"matmul-16-outputs-channels-first", func(x *Node) *Node {
-			c := x.Shape().Dim(-1)
-			return DotGeneral(Ones(x.Graph(), shapes.Make(x.DType(), 16, c)), []int{1}, nil, x, []int{3}, nil)
 		}},
 	}
 	for _, dims := range [][]int{{16, 32, 32, 16}, {16, 32, 32, 112}, {16, 8, 8, 336}} {

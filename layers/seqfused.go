@@ -345,8 +345,8 @@ func gatheredProduct(patches, kernel, maskRows *Node, cdt dtypes.DType, dOut **N
 		}
 		return ConvertDType(Transpose(dk, 0, 1), kernel.DType())
 	})
-	// The kernel goes in transposed, [k, K], so that both operands are contracted on their last axis (the
-	// backend's fastest layout for narrow outputs).
+	// The kernel goes in transposed, [k, K], so that both operands are contracted on their last axis (see
+	// matmulLastAxis).
 	kc := Transpose(ConvertDType(ks, cdt), 0, 1)
 	var out *Node
 	if maskRows != nil {
