@@ -19,6 +19,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
@@ -30,7 +31,7 @@ var (
 )
 
 func testBackend() compute.Backend {
-	backendOnce.Do(func() { backend = compute.MustNew() })
+	backendOnce.Do(func() { backend = engine.MustNewForTest() })
 	return backend
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/interop"
 	"github.com/seqconv/seqconv/models"
 )
@@ -88,7 +89,7 @@ func readRef(t *testing.T) (weights map[string]*interop.Array, keys []string, in
 // TestReferenceLogits imports the authors' PyTorch weights (random weights and BN statistics) into our
 // seqresnet-cifar-demo and checks our eval-mode logits against PyTorch's.
 func TestReferenceLogits(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	weights, keys, input, want := readRef(t)
 	x := nchwToNHWC(t, input)
 	store, exec := newDemo(t, backend, x.Shape())
@@ -177,7 +178,7 @@ func bitEqual(a, b any) bool {
 // a fresh store and checks that every variable is restored bit for bit, and that non-model variables are
 // neither exported nor required.
 func TestStateRoundTrip(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	weights, _, input, _ := readRef(t)
 	shape := shapes.Make(dtypes.Float32, 1, input.Shape[2], input.Shape[3], input.Shape[1])
 	store, _ := newDemo(t, backend, shape)
@@ -285,7 +286,7 @@ func TestStateRoundTrip(t *testing.T) {
 // TestImportErrors checks that missing keys, extra keys, wrong shapes and wrong dtypes are errors naming the
 // keys, all reported together and sorted, and that a failed import changes nothing.
 func TestImportErrors(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	weights, _, input, _ := readRef(t)
 	shape := shapes.Make(dtypes.Float32, 1, input.Shape[2], input.Shape[3], input.Shape[1])
 	store, _ := newDemo(t, backend, shape)
@@ -409,7 +410,7 @@ func dimsText(d []int) string {
 // TestStateDictKeys checks that the state_dict keys and PyTorch shapes our models export are exactly those
 // of the authors' models, in the same order. The models' graphs are only built (no compile, no run).
 func TestStateDictKeys(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	for _, c := range []struct{ name, config string }{
 		{"seqresnet-cifar-demo", "seqresnet-cifar-demo"},
 		{"seqresnet-b22", "seqresnet-b22"},
@@ -518,7 +519,7 @@ func TestResNeXtRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := model.NewStore()
-	exec, err := model.NewExec(compute.MustNew(), store, func(scope *model.Scope, x *Node) *Node {
+	exec, err := model.NewExec(engine.MustNewForTest(), store, func(scope *model.Scope, x *Node) *Node {
 		scope.Store().SetTraining(x.Graph(), false)
 		return cfg.Build(scope, x)
 	})

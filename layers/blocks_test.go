@@ -5,17 +5,17 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/gomlx/compute"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 )
 
 // TestDownsampleVariants checks both downsampling variants against the same computation spelled out with the
 // layer's own variables: the paper's design feeds [X, E] to the shrinking conv, the released SeqResNeXt code
 // [E, E] (SPEC.md §3.7).
 func TestDownsampleVariants(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	rng := rand.New(rand.NewPCG(7, 8))
 	x := randTensor(rng, 2, 6, 6, 8)
 	cfg := DownsampleConfig{Channels: 16, Extension: SeqConvConfig{Granularity: 4, Bottleneck: true, Subgroups: 2},

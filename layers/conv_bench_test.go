@@ -4,9 +4,9 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/seqconv/seqconv/engine"
 )
 
 // BenchmarkConv2DLowering times the forward and backward pass of a float32 3x3 convolution of [8, 32, 32, 32] ->
@@ -14,7 +14,7 @@ import (
 //
 //	GOEXPERIMENT=simd go test ./layers -run XXX -bench Conv2DLowering -benchtime 2x
 func BenchmarkConv2DLowering(b *testing.B) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	rng := rand.New(rand.NewPCG(1, 2))
 	x := randTensor(rng, 8, 32, 32, 32)
 	kernel := randTensor(rng, 3, 3, 32, 64)

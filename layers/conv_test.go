@@ -6,12 +6,12 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 )
 
 func randTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
@@ -53,7 +53,7 @@ func maxAbsDiff(t *testing.T, a, b *tensors.Tensor) float64 {
 // exactly what the backend's native ConvGeneral computes: the output and the gradients with respect to the
 // input and the kernel, for 1x1/3x3/5x5 kernels, strides 1 and 2, and grouped convolutions.
 func TestConv2DLoweringMatchesNative(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	tests := []struct {
 		n, h, w, cin, cout, k, stride, groups int
 	}{
@@ -96,7 +96,7 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 // TestConvBF16 checks the bf16 mixed-precision convolution: float32 in and out, values and gradients within
 // bfloat16 rounding of the float32 convolution, on both lowerings.
 func TestConvBF16(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	rng := rand.New(rand.NewPCG(9, 10))
 	x := randTensor32(rng, 2, 6, 6, 8)
 	for _, lowering := range []Lowering{LoweringIm2Col, LoweringNative} {

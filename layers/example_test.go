@@ -3,20 +3,20 @@ package layers_test
 import (
 	"fmt"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/layers"
 )
 
 // A windowed SeqConv layer with bottleneck filters, 32 -> 64 channels in groups of k = 16: four filters, each
 // reading the 32 most recent channels of [x, E_0, E_1, ...].
 func ExampleSeqConv() {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	store := model.NewStore()
 	exec := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) (*Node, *Node) {
 		store.SetTraining(x.Graph(), false)
@@ -33,7 +33,7 @@ func ExampleSeqConv() {
 
 // Dense aggregation (Eq. 2): filter j reads the input and every earlier output, so its 1x1 conv widens.
 func ExampleSeqConvBuilder_Dense() {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	store := model.NewStore()
 	exec := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) *Node {
 		_, act := layers.SeqConv(scope, x).Granularity(8).Channels(32).Bottleneck(true).Dense().Done()
@@ -52,7 +52,7 @@ func ExampleSeqConvBuilder_Dense() {
 
 // A pre-activation conv unit returns the raw (residual) stream and ReLU(BN(raw)).
 func ExampleConvUnit() {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	store := model.NewStore()
 	exec := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) (*Node, *Node) {
 		return layers.ConvUnit(scope.In("Init"), x).Channels(16).KernelSize(3).Stride(2).Done()
@@ -71,7 +71,7 @@ func ExampleConvUnit() {
 
 // Conv2D is the variable-free convolution; on the Go backend it is lowered to slices and one matmul.
 func ExampleConv2D() {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	exec := MustNewExec(backend, func(x, k *Node) *Node {
 		return layers.Conv2D(x, k, 1, 1, layers.LoweringAuto)
 	})

@@ -6,10 +6,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/gomlx/compute"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 )
 
 // img is a plain-Go NHWC float64 image batch for the reference implementation below.
@@ -90,7 +90,7 @@ func concatImg(xs ...img) img {
 // them with a direct plain-Go transcription of SPEC.md §3.3: filter j reads the last W channels of
 // [x, E_0, ..., E_{j-1}] (everything when dense) and the shortcut slice j is added before BN.
 func TestSeqConvMatchesReference(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	tests := []struct {
 		name                    string
 		cin, cout, k            int
@@ -208,7 +208,7 @@ func TestSeqConvMatchesReference(t *testing.T) {
 // normalisation with the biased batch variance, running_mean/var updated with momentum 0.1 and the unbiased
 // variance, num_batches_tracked incremented, and inference with the running statistics.
 func TestBatchNormPyTorchSemantics(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	rng := rand.New(rand.NewPCG(5, 6))
 	const n, h, w, c = 3, 2, 2, 3
 	x := randTensor(rng, n, h, w, c)

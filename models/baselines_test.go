@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/compute/shapes"
@@ -15,6 +14,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/ml/train/loss"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/layers"
 )
 
@@ -22,7 +22,7 @@ import (
 // conv+FC MACs (the "conv+FC MACs (1e9)" column, to 3 decimals) and the paper's FLOPs (THOP 2019 / 2^30,
 // SPEC.md §2) both to the SPEC's 3 decimals (within float32-accumulation noise) and as the paper prints them.
 func TestBaselineCounts(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	tests := []struct {
 		name      string
 		params    int64
@@ -77,7 +77,7 @@ func TestBaselineCounts(t *testing.T) {
 
 // TestBaselineVariableNames checks that variable paths map onto torchvision's state_dict keys.
 func TestBaselineVariableNames(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	for _, tc := range []struct {
 		cfg  Config
 		keys []string
@@ -117,7 +117,7 @@ func TestBaselineVariableNames(t *testing.T) {
 // DenseNet, 64x64 and 32x32 inputs) on the Go backend: inference logits, then one SGD step in training mode, checking
 // shapes, finite values, a gradient for every trainable variable and updated BN running statistics.
 func TestBaselineTrainStep(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	for _, cfg := range []Config{
 		// At 64x64 the last stage still has 2x2 pixels, so every BN sees more than 2 values per channel.
 		{Name: "tiny-resnet", Family: FamilyResNet, Classes: 10, Resolution: 64, BlocksPerStage: []int{1, 1, 1, 1},
@@ -225,7 +225,7 @@ func checkFinite(t *testing.T, what string, logits *tensors.Tensor, batch, class
 // PyTorch's semantics on a 7x7 input (floor mode, padding, count_include_pad) and their gradients on the Go
 // backend (max: to each window's maximum).
 func TestPools(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	const n, h, w, c = 2, 7, 7, 3
 	data := make([]float64, n*h*w*c)
 	for i := range data {

@@ -4,13 +4,13 @@ import (
 	"math"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	gtrain "github.com/gomlx/gomlx/ml/train"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -18,7 +18,7 @@ import (
 // TestFamiliesTrainStep builds every SeqConv family at small widths, checks the logits' shape and runs a few
 // training steps on the Go backend: the loss must be finite and go down on a fixed batch.
 func TestFamiliesTrainStep(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	tests := []struct {
 		name string
 		cfg  models.Config

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/ml/train/loss"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/interop"
 	"github.com/seqconv/seqconv/models"
 )
@@ -133,7 +133,7 @@ func assertClose(t *testing.T, what string, got, want, rel float64) {
 // the ImageNet SeqResNet ModelLite (B22) at 64x64: eval logits, train-mode logits, loss, global gradient L2
 // norm and the classifier-bias gradient, all within 1e-6 relative.
 func TestGolden(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	cases := map[string]string{
 		"CIFAR demo SeqResNetB (Demo.py config)":       "seqresnet-cifar-demo",
 		"ImageNet SeqResNet ModelLite config at 64x64": "seqresnet-b22",

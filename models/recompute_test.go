@@ -4,13 +4,13 @@ import (
 	"math"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/ml/train/loss"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 )
@@ -19,7 +19,7 @@ import (
 // any gradient, in float64 training graphs with dropout, for both SeqConv implementations and both
 // convolution lowerings (the native one is GoMLX autodiff through XLA-style ops).
 func TestRecomputeSameGradients(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	tests := []struct {
 		name     string
 		cfg      models.Config

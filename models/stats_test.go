@@ -3,12 +3,12 @@ package models
 import (
 	"testing"
 
-	"github.com/gomlx/compute"
 	_ "github.com/gomlx/compute/gobackend"
+	"github.com/seqconv/seqconv/engine"
 )
 
 func TestInspectCounts(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	tests := []struct {
 		name         string
 		classes      int

@@ -4,13 +4,13 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gomlx/compute"
 	_ "github.com/gomlx/compute/gobackend"
+	"github.com/seqconv/seqconv/engine"
 )
 
 // TestSummarizeB22 checks the SeqResNet-B22 rows against the per-component table of SPEC.md §4.
 func TestSummarizeB22(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	c, err := Get("seqresnet-b22")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func assertRowsSum(t *testing.T, name string, rows []LayerSummary, stats Stats) 
 // TestSummarizeDepths checks the CIFAR demo rows and the grouping by depth, and that the rows of every
 // family add up to the totals.
 func TestSummarizeDepths(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	c, err := Get("seqresnet-cifar-demo")
 	if err != nil {
 		t.Fatal(err)

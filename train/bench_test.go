@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/gomlx/compute"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -15,10 +15,7 @@ import (
 //
 //	GOEXPERIMENT=simd go test ./train -run XXX -bench TrainStep -benchtime 1x
 func BenchmarkTrainStep(b *testing.B) {
-	backend, err := compute.New()
-	if err != nil {
-		b.Fatal(err)
-	}
+	backend := engine.MustNewForTest()
 	cfg, err := models.Get("seqresnet-cifar-demo")
 	if err != nil {
 		b.Fatal(err)
@@ -40,10 +37,7 @@ func BenchmarkTrainStep(b *testing.B) {
 
 // TestBenchTiny checks that Bench runs and reports consistent numbers on a tiny model.
 func TestBenchTiny(t *testing.T) {
-	backend, err := compute.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	backend := engine.MustNewForTest()
 	cfg, err := models.Get("seqresnet-mnist")
 	if err != nil {
 		t.Fatal(err)

@@ -3,10 +3,10 @@ package train_test
 import (
 	"fmt"
 
-	"github.com/gomlx/compute"
 	_ "github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -60,7 +60,8 @@ func ExampleSGD() {
 	// A scalar variable (rank 0), so NoDecayForBNAndBias excludes it from weight decay.
 	store := model.NewStore()
 	w := store.RootScope().VariableWithValue("w", float32(0))
-	exec := model.MustNewExec(compute.MustNew(), store, func(scope *model.Scope, g *Graph) *Node {
+	exec := model.MustNewExec(engine.MustNewForTest(), store, func(scope *model.Scope, g *Graph) *Node {
+		scope.Store().SetTraining(g, true) // A training step, as GoMLX's Trainer builds it.
 		loss := Square(AddScalar(w.NodeValue(g), -3))
 		opt.UpdateGraph(scope, g, loss)
 		return loss

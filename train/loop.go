@@ -25,6 +25,7 @@ import (
 	"github.com/gomlx/gomlx/ml/train/metric"
 	"github.com/gomlx/gomlx/support/exceptions"
 	"github.com/seqconv/seqconv/data"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 )
@@ -1003,6 +1004,8 @@ func newEvaluator(backend compute.Backend, store *model.Store, modelCfg models.C
 		exec, err = model.NewExec(backend, store, func(scope *model.Scope, x, labels *Node) []*Node {
 			g := x.Graph()
 			scope.Store().SetTraining(g, false)
+			// The graph is run again after each epoch's training steps.
+			engine.VariablesAsParameters(scope.Store(), g)
 			logits := modelCfg.Build(scope, x)
 			return []*Node{
 				ReduceAllSum(SoftmaxCrossEntropy(logits, labels, 0)),

@@ -7,6 +7,7 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 )
 
 var nan = float32(math.NaN())
@@ -132,6 +133,7 @@ func TestTopKErrorMetricMean(t *testing.T) {
 	store := model.NewStore()
 	top1, top5 := NewTop1ErrorMetric(), NewTop5ErrorMetric()
 	exec, err := model.NewExec(b, store, func(scope *model.Scope, logits, labels *Node) []*Node {
+		engine.VariablesAsParameters(scope.Store(), logits.Graph())
 		return []*Node{
 			top1.UpdateGraph(scope, []*Node{labels}, []*Node{logits}),
 			top5.UpdateGraph(scope, []*Node{labels}, []*Node{logits}),

@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 	gomlxtrain "github.com/gomlx/gomlx/ml/train"
 	"github.com/gomlx/gomlx/ml/train/optimizer"
+	"github.com/seqconv/seqconv/engine"
 )
 
 // SGDOptimizer must also support GoMLX's gradient accumulation.
@@ -27,7 +28,7 @@ var (
 
 func testBackend(t testing.TB) compute.Backend {
 	t.Helper()
-	backendOnce.Do(func() { backend = compute.MustNew() })
+	backendOnce.Do(func() { backend = engine.MustNewForTest() })
 	return backend
 }
 
@@ -163,6 +164,7 @@ func newTestStore(dtype dtypes.DType) *model.Store {
 func newTestExec(t *testing.T, store *model.Store, opt *SGDOptimizer) *model.Exec {
 	t.Helper()
 	exec, err := model.NewExec(testBackend(t), store, func(scope *model.Scope, x, y *Node) *Node {
+		scope.Store().SetTraining(x.Graph(), true) // A training step, as GoMLX's Trainer builds it.
 		dense := scope.At("dense")
 		w := dense.GetVariable("w").NodeValue(x)
 		b := dense.GetVariable("b").NodeValue(x)

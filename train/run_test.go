@@ -7,16 +7,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gomlx/compute"
 	_ "github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 )
 
 // TestWriteLoadRun writes a freshly initialized model as a run directory and loads it back, latest and
 // best: same config, same variables in the same order, same values.
 func TestWriteLoadRun(t *testing.T) {
-	backend := compute.MustNew()
+	backend := engine.MustNewForTest()
 	cfg, err := models.Get("seqresnet-mnist")
 	if err != nil {
 		t.Fatal(err)

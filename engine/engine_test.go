@@ -1,0 +1,90 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestNewExplicitBackendErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "libonnxruntime.so")
+	if err := os.WriteFile(garbage, []byte("not a library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, config, want string
+	}{
+		{"unknown", "bogus", `unknown backend "bogus"`},
+		{"onnx missing library", "onnx:cpu," + filepath.Join(dir, "missing.so"), "onnx"},
+		{"onnx corrupt library", "onnx:cpu," + garbage, "onnx"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvVar, tc.config)
+			_, err := New()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New() with $%s=%q: err %v, want one containing %q", EnvVar, tc.config, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewAutomaticFallsBackToGo(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "libonnxruntime.so")
+	if err := os.WriteFile(garbage, []byte("\x7fELF truncated"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, lib, wantNote string
+	}{
+		{"library path missing", filepath.Join(dir, "missing.so"), "missing.so"},
+		{"library not a library", dir, "not a regular file"},
+		{"corrupt library", garbage, garbage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvVar, "")
+			t.Setenv(LibraryEnvVar, tc.lib)
+			c, err := New()
+			if err != nil {
+				t.Fatalf("New(): %v", err)
+			}
+			if c.Config != Go || c.Explicit {
+				t.Errorf("New() chose %s (explicit %t), want the Go backend by automatic choice", c.Backend.Name(), c.Explicit)
+			}
+			if !strings.Contains(c.Note, tc.wantNote) || !strings.Contains(c.Note, "install-onnxruntime.sh") {
+				t.Errorf("note %q should name %q and say how to install ONNX Runtime", c.Note, tc.wantNote)
+			}
+		})
+	}
+}
+
+func TestNewAutomaticWithoutONNXRuntime(t *testing.T) {
+	t.Setenv(EnvVar, "")
+	t.Setenv(LibraryEnvVar, "")
+	t.Setenv("HOME", t.TempDir())
+	c, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Config != Go || c.Note != "" {
+		t.Errorf("without ONNX Runtime: chose %s with note %q, want the Go backend silently", c.Backend.Name(), c.Note)
+	}
+}
+
+func TestNewAutomaticPrefersONNXRuntime(t *testing.T) {
+	lib, err := FindONNXRuntime()
+	if err != nil {
+		t.Skipf("ONNX Runtime is not installed (%v); scripts/install-onnxruntime.sh installs it", err)
+	}
+	t.Setenv(EnvVar, "")
+	c, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !IsONNX(c.Backend) || c.Config != ONNXConfig(lib) || c.Note != "" {
+		t.Errorf("with ONNX Runtime at %s: chose %s (config %q, note %q), want ONNX Runtime", lib, c.Backend.Name(),
+			c.Config, c.Note)
+	}
+}

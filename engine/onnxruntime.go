@@ -1,0 +1,92 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ONNXRuntimeVersion is the ONNX Runtime release that scripts/install-onnxruntime.sh installs and that
+// seqconv is tested with.
+const ONNXRuntimeVersion = "1.30.0"
+
+// LibraryEnvVar names the environment variable that gives the ONNX Runtime library's path (the variable
+// compute-onnx reads).
+const LibraryEnvVar = "ONNXRUNTIME_SHARED_LIBRARY_PATH"
+
+// InstallHint says how to install the ONNX Runtime library where FindONNXRuntime looks.
+const InstallHint = "Install ONNX Runtime " + ONNXRuntimeVersion + " with scripts/install-onnxruntime.sh " +
+	"(or set $" + LibraryEnvVar + " to its libonnxruntime.so)"
+
+// ErrNoONNXRuntime is returned by FindONNXRuntime when no library is installed.
+var ErrNoONNXRuntime = errors.New("no ONNX Runtime library found")
+
+// DefaultLibraryPath is where scripts/install-onnxruntime.sh installs the library and where compute-onnx
+// looks by default: ~/.local/lib/onnxruntime/libonnxruntime.so.
+func DefaultLibraryPath() (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".local", "lib", "onnxruntime", "libonnxruntime.so"), nil
+}
+
+// FindONNXRuntime returns the absolute path of the ONNX Runtime library: $ONNXRUNTIME_SHARED_LIBRARY_PATH
+// if set (an error if it is not a readable regular file), else DefaultLibraryPath if it exists, else
+// ErrNoONNXRuntime.
+func FindONNXRuntime() (string, error) {
+	if p := os.Getenv(LibraryEnvVar); p != "" {
+		if err := checkLibrary(p); err != nil {
+			return "", fmt.Errorf("$%s: %w", LibraryEnvVar, err)
+		}
+		return filepath.Abs(p)
+	}
+	p, err := DefaultLibraryPath()
+	if err != nil {
+		return "", ErrNoONNXRuntime
+	}
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		return "", ErrNoONNXRuntime
+	}
+	if err := checkLibrary(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// checkLibrary checks that path is a regular file that looks like a shared library (ELF, Mach-O or PE).
+func checkLibrary(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	magic := make([]byte, 4)
+	if _, err := f.Read(magic); err != nil || !isLibraryMagic(magic) {
+		return fmt.Errorf("%s is not a shared library (corrupt or truncated?)", path)
+	}
+	return nil
+}
+
+// isLibraryMagic reports whether a file starting with m is an ELF, Mach-O or PE (DLL) binary.
+func isLibraryMagic(m []byte) bool {
+	switch {
+	case string(m) == "\x7fELF", m[0] == 'M' && m[1] == 'Z':
+		return true
+	case string(m) == "\xcf\xfa\xed\xfe", string(m) == "\xce\xfa\xed\xfe", string(m) == "\xca\xfe\xba\xbe":
+		return true
+	}
+	return false
+}
+
+// ONNXConfig is the backend configuration that runs on ONNX Runtime's CPU execution provider with the
+// library at lib.
+func ONNXConfig(lib string) string { return "onnx:cpu," + lib }
