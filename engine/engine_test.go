@@ -88,3 +88,42 @@ func TestNewAutomaticPrefersONNXRuntime(t *testing.T) {
 			c.Config, c.Note)
 	}
 }
+
+// TestNewONNXRuntime checks that NewONNXRuntime creates ONNX Runtime whatever $GOMLX_BACKEND selects, and
+// the one-line errors without a library. (A bad library in $GOMLX_BACKEND is not tested here: once a
+// test has loaded ONNX Runtime, compute-onnx keeps using it.)
+func TestNewONNXRuntime(t *testing.T) {
+	lib, err := FindONNXRuntime()
+	for _, tc := range []struct {
+		name, backendEnv, libEnv string
+		home                     bool // a new empty $HOME: no library where FindONNXRuntime looks.
+		wantErr                  string
+	}{
+		{name: "whatever engine runs", backendEnv: Go},
+		{name: "no library", backendEnv: Go, home: true, wantErr: "ONNX Runtime is needed: no ONNX Runtime library found"},
+		{name: "bad $" + LibraryEnvVar, libEnv: "/nonexistent/libonnxruntime.so", wantErr: "/nonexistent/libonnxruntime.so"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvVar, tc.backendEnv)
+			t.Setenv(LibraryEnvVar, tc.libEnv)
+			if tc.home {
+				t.Setenv("HOME", t.TempDir())
+			}
+			b, err2 := NewONNXRuntime()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Skipf("ONNX Runtime is not installed (%v)", err)
+				}
+				if err2 != nil || !IsONNX(b) {
+					t.Fatalf("with ONNX Runtime at %s: %v, %v", lib, b, err2)
+				}
+				b.Finalize()
+				return
+			}
+			if err2 == nil || !strings.Contains(err2.Error(), tc.wantErr) || !strings.Contains(err2.Error(), InstallHint) ||
+				strings.Contains(err2.Error(), "\n") {
+				t.Errorf("error %v, want one line containing %q and %q", err2, tc.wantErr, InstallHint)
+			}
+		})
+	}
+}

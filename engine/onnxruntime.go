@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/gomlx/compute"
 )
 
 // ONNXRuntimeVersion is the ONNX Runtime release that scripts/install-onnxruntime.sh installs and that
@@ -90,3 +93,24 @@ func isLibraryMagic(m []byte) bool {
 // ONNXConfig is the backend configuration that runs on ONNX Runtime's CPU execution provider with the
 // library at lib.
 func ONNXConfig(lib string) string { return "onnx:cpu," + lib }
+
+// NewONNXRuntime creates an ONNX Runtime backend whatever engine the rest of the program runs on, for
+// work that needs ONNX Runtime itself (writing .onnx files): the one $GOMLX_BACKEND names if it is an
+// ONNX Runtime configuration (so that a chosen library or execution provider is kept), else the CPU
+// backend on the library FindONNXRuntime finds. Without a usable library, the error is one line that
+// says how to install it (InstallHint).
+func NewONNXRuntime() (compute.Backend, error) {
+	config := strings.TrimSpace(os.Getenv(EnvVar))
+	if name, _, _ := strings.Cut(config, ":"); name != "onnx" && name != "onnxruntime" {
+		lib, err := FindONNXRuntime()
+		if err != nil {
+			return nil, fmt.Errorf("ONNX Runtime is needed: %s. %s", oneLine(err.Error()), InstallHint)
+		}
+		config = ONNXConfig(lib)
+	}
+	b, err := NewWithConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("%s. %s", err.Error(), InstallHint)
+	}
+	return b, nil
+}

@@ -20,6 +20,9 @@
 // ImportState sets a store's model variables from such a state_dict, checking that every key is used,
 // every variable assigned and every shape right; ExportState does the reverse, exactly. Variables that are
 // not part of the model (optimizer state, global step, RNG state) are skipped; see ModelVariable.
+//
+// For deployment, WriteONNX writes a model with its weights as an ONNX file (input ONNXInput, NCHW images;
+// output ONNXOutput, logits) that ONNX Runtime and other ONNX runtimes run without seqconv.
 package interop
 
 import (

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -14,6 +18,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/interop"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
@@ -25,7 +30,7 @@ import (
 func init() {
 	registerCommand(command{"import", "import the authors' PyTorch weights (.npz state_dict) into a run directory",
 		runImport, func(w io.Writer) { printFlagsUsage(w, newImportFlags(nil)) }})
-	registerCommand(command{"export", "export a run directory's weights as a PyTorch state_dict .npz",
+	registerCommand(command{"export", "export a run directory as a PyTorch state_dict .npz or an ONNX model",
 		runExport, func(w io.Writer) { printFlagsUsage(w, newExportFlags(nil)) }})
 	registerCommand(command{"infer", "compute eval-mode logits of a run's model for NCHW images in a .npy file",
 		runInfer, func(w io.Writer) { printFlagsUsage(w, newInferFlags(nil)) }})
@@ -126,23 +131,44 @@ func (o *importOptions) execute(stdout, stderr io.Writer) error {
 	return nil
 }
 
+// The formats of "seqconv export", by the extension of their files.
+const (
+	formatNPZ  = "npz"
+	formatONNX = "onnx"
+)
+
 // exportOptions are the flags of "seqconv export".
 type exportOptions struct {
-	run, out string
-	best     bool
+	run, out, format string
+	best             bool
+	batch            int
+	resolution       int
 }
 
 func newExportFlags(o *exportOptions) *flagSet {
 	if o == nil {
 		o = &exportOptions{}
 	}
-	fs := newFlagSet("export", "seqconv export --run RUN_DIR --out FILE.npz [flags]", `
-Exports the weights of a run directory (written by "seqconv train" or "seqconv import") as a PyTorch
-state_dict .npz with the authors' key names and tensor layouts, in state_dict order. In Python:
-npz = numpy.load(FILE); model.load_state_dict({k: torch.from_numpy(v) for k, v in npz.items()}).`)
+	fs := newFlagSet("export", "seqconv export --run RUN_DIR --out FILE.npz|FILE.onnx [flags]", `
+Exports a run directory (written by "seqconv train" or "seqconv import") in one of two formats, chosen
+by --format or else by the extension of --out (.npz or .onnx; npz for any other):
+
+npz: the weights as a PyTorch state_dict with the authors' key names and tensor layouts, in state_dict
+order. In Python: npz = numpy.load(FILE); model.load_state_dict({k: torch.from_numpy(v) for k, v in
+npz.items()}).
+
+onnx: the eval-mode model (batch-norm running statistics, no dropout) for ONNX Runtime or any ONNX
+runtime: input "images", float32 [N, C, H, W] (NCHW, normalised as for "seqconv infer"), output
+"logits", float32 [N, classes]. N is fixed in the file (--batch): run it on exactly N images. Batch
+normalization is not folded: the file holds the weights and running statistics as the run does (ONNX
+Runtime's constant folding precomputes what depends on them alone). Writing it needs ONNX Runtime
+(scripts/install-onnxruntime.sh), whatever engine $GOMLX_BACKEND selects.`)
 	fs.StringVar(&o.run, "run", "", "run directory (required)")
-	fs.StringVar(&o.out, "out", "", "the .npz file to write (required)")
+	fs.StringVar(&o.out, "out", "", "the file to write, FILE.npz or FILE.onnx (required); never a file of a run directory")
+	fs.StringVar(&o.format, "format", "", "npz or onnx (default: from the extension of --out, else npz)")
 	fs.BoolVar(&o.best, "best", false, "export the best checkpoint (best/) instead of the latest (checkpoint/)")
+	fs.IntVar(&o.batch, "batch", 1, "onnx: the batch size N fixed in the file (>= 1)")
+	fs.IntVar(&o.resolution, "resolution", 0, "onnx: the input height and width (0: the model's)")
 	return fs
 }
 
@@ -150,18 +176,42 @@ npz = numpy.load(FILE); model.load_state_dict({k: torch.from_numpy(v) for k, v i
 func runExport(args []string, stdout, stderr io.Writer) int {
 	var o exportOptions
 	fs := newExportFlags(&o)
-	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
+	return runParsed(fs, args, stdout, stderr, func() error {
+		onnxOnly := ""
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "batch" || f.Name == "resolution" {
+				onnxOnly = "--" + f.Name
+			}
+		})
+		return o.execute(stdout, stderr, onnxOnly)
+	})
 }
 
-func (o *exportOptions) execute(stdout, stderr io.Writer) error {
+// execute runs "seqconv export". onnxOnly names a flag of the onnx format given on the command line ("" if
+// none).
+func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error {
 	if err := requireFlags("--run", o.run, "--out", o.out); err != nil {
 		return err
+	}
+	format, err := exportFormat(o.format, o.out)
+	if err != nil {
+		return err
+	}
+	if format == formatONNX {
+		if err := o.onnxOptions().Check(); err != nil {
+			return usagef("--%v", err) // The error starts with the option's name, the flag's.
+		}
+	} else if onnxOnly != "" {
+		return usagef("%s applies to --format onnx only, not to %s", onnxOnly, format)
 	}
 	if err := checkRunDirExists(o.run); err != nil {
 		return err
 	}
-	if err := checkOutputFile("--out", o.out); err != nil {
+	if err := checkNewOutputFile("--out", o.out); err != nil {
 		return err
+	}
+	if format == formatONNX {
+		return o.exportONNX(stdout)
 	}
 	backend, err := newBackend(stderr)
 	if err != nil {
@@ -181,6 +231,87 @@ func (o *exportOptions) execute(stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "exported %d arrays of model %s from %s to %s\n", len(keys), cfg.Name,
 		train.RunCheckpointDir(o.run, o.best), o.out)
+	return nil
+}
+
+// exportONNX writes the run's model as an ONNX file (see interop.WriteONNX), on ONNX Runtime whatever
+// engine $GOMLX_BACKEND selects.
+func (o *exportOptions) exportONNX(stdout io.Writer) error {
+	start := time.Now()
+	backend, err := engine.NewONNXRuntime()
+	if err != nil {
+		return fmt.Errorf("--format onnx: %w", err)
+	}
+	defer backend.Finalize()
+	cfg, store, err := train.LoadRun(backend, o.run, o.best)
+	if err != nil {
+		return err
+	}
+	info, err := interop.WriteONNXFile(o.out, backend, store, cfg, o.onnxOptions())
+	if err != nil {
+		return fmt.Errorf("writing the ONNX model to %s: %w", o.out, err)
+	}
+	fmt.Fprintf(stdout, "exported model %s from %s to %s (%s bytes, %.1f s): input %q float32 %v (NCHW), output %q float32 %v\n",
+		cfg.Name, train.RunCheckpointDir(o.run, o.best), o.out, thousands(int64(info.Bytes)), time.Since(start).Seconds(),
+		interop.ONNXInput, info.Input, interop.ONNXOutput, info.Output)
+	return nil
+}
+
+// onnxOptions are the options of the onnx format.
+func (o *exportOptions) onnxOptions() interop.ONNXOptions {
+	seqconv, _, _ := versions()
+	return interop.ONNXOptions{Batch: o.batch, Resolution: o.resolution, Version: seqconv}
+}
+
+// exportFormat returns the format of "seqconv export": flagFormat if given, which the extension of out
+// must not contradict (a .npz file in the onnx format or the reverse), else the one of out's extension,
+// else npz.
+func exportFormat(flagFormat, out string) (string, error) {
+	byExt := ""
+	switch strings.ToLower(filepath.Ext(out)) {
+	case ".npz":
+		byExt = formatNPZ
+	case ".onnx":
+		byExt = formatONNX
+	}
+	switch flagFormat {
+	case "":
+		return cmp.Or(byExt, formatNPZ), nil
+	case formatNPZ, formatONNX:
+		if byExt != "" && byExt != flagFormat {
+			return "", usagef("--format %s disagrees with --out %s: a .%s file is written by --format %s",
+				flagFormat, out, byExt, byExt)
+		}
+		return flagFormat, nil
+	}
+	return "", usagef("--format must be %s or %s, got %q", formatNPZ, formatONNX, flagFormat)
+}
+
+// checkNewOutputFile checks that the file given to the flag name can be written (see checkOutputFile) and may be
+// replaced: if it exists, it is a regular file (not a device such as /dev/null, a pipe or a socket) and
+// not a file of a run directory (one in a directory holding a run's config.json, or in the checkpoint
+// directories below it), which an export must never overwrite.
+func checkNewOutputFile(name, path string) error {
+	if err := checkOutputFile(name, path); err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return usagef("%s %s: %v", name, path, unwrapPathError(err))
+	}
+	if !st.Mode().IsRegular() {
+		return usagef("%s %s: not a regular file (%s), refusing to replace it", name, path, st.Mode().Type())
+	}
+	dir := filepath.Dir(path)
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if _, err := os.Stat(filepath.Join(d, train.ConfigFile)); err == nil &&
+			(d == dir || slices.Contains([]string{train.LatestDir, train.BestDir}, filepath.Base(dir))) {
+			return usagef("%s %s: a file of run directory %s, refusing to overwrite it: choose a new file", name, path, d)
+		}
+	}
 	return nil
 }
 

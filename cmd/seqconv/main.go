@@ -9,7 +9,7 @@
 //	seqconv models [flags]     list the registered models with their size and cost
 //	seqconv summary MODEL      print a model's per-layer output shapes, parameters and MACs
 //	seqconv import [flags]     import the authors' PyTorch weights (.npz state_dict) into a run directory
-//	seqconv export [flags]     export a run directory's weights as a PyTorch state_dict .npz
+//	seqconv export [flags]     export a run directory as a PyTorch state_dict .npz or an ONNX model
 //	seqconv infer [flags]      compute a run's eval-mode logits for NCHW images in a .npy file
 //	seqconv bench [flags]      time training or inference steps of a model
 //	seqconv heatmap [flags]    draw the weight-utilization heat maps of a run's SeqConv layers
