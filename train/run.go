@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,19 +35,13 @@ func ReadRunConfig(dir string) (models.Config, error) {
 	return decodeModelConfig(path, file.Model)
 }
 
-// decodeModelConfig decodes the "model" value of config.json, applies the defaults and validates it.
+// decodeModelConfig decodes the "model" value of config.json with models.ParseConfig.
 func decodeModelConfig(path string, raw json.RawMessage) (models.Config, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return models.Config{}, fmt.Errorf("train: %s: no \"model\" config", path)
 	}
-	var cfg models.Config
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
-	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := models.ParseConfig(raw)
+	if err != nil {
 		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
 	}
 	return cfg, nil
