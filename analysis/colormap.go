@@ -51,7 +51,7 @@ var _ palette.ColorMap = (*Jet)(nil)
 // At returns the colour of v; it fails if v is outside [Min, Max].
 func (j *Jet) At(v float64) (color.Color, error) {
 	if !(v >= j.min && v <= j.max) {
-		return nil, fmt.Errorf("analysis: jet colour map: %g outside [%g, %g]", v, j.min, j.max)
+		return nil, fmt.Errorf("jet colour map: %g outside [%g, %g]", v, j.min, j.max)
 	}
 	t := 0.0
 	if j.max > j.min {
@@ -80,7 +80,7 @@ func (j *Jet) Alpha() float64 { return j.alpha }
 // SetAlpha sets the opacity, in [0, 1].
 func (j *Jet) SetAlpha(a float64) {
 	if a < 0 || a > 1 {
-		panic(fmt.Sprintf("analysis: jet colour map: alpha %g outside [0, 1]", a))
+		panic(fmt.Sprintf("jet colour map: alpha %g outside [0, 1]", a))
 	}
 	j.alpha = a
 }

@@ -56,15 +56,15 @@ func ReadResults(runDir string) (RunCurves, error) {
 	path := filepath.Join(runDir, train.ResultsFile)
 	f, err := os.Open(path)
 	if err != nil {
-		return rc, fmt.Errorf("analysis: reading results: %w", err)
+		return rc, fmt.Errorf("reading results: %w", err)
 	}
 	defer f.Close()
 	rows, err := csv.NewReader(f).ReadAll()
 	if err != nil {
-		return rc, fmt.Errorf("analysis: reading %s: %w", path, err)
+		return rc, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if len(rows) == 0 {
-		return rc, fmt.Errorf("analysis: %s is empty (no header)", path)
+		return rc, fmt.Errorf("%s is empty (no header)", path)
 	}
 	cols := map[string]*[]float64{
 		"train_loss": &rc.TrainLoss, "train_error": &rc.TrainError, "valid_loss": &rc.ValidLoss,
@@ -77,7 +77,7 @@ func ReadResults(runDir string) (RunCurves, error) {
 	}
 	for _, name := range []string{"epoch", "train_loss", "train_error", "valid_loss", "valid_error", "lr"} {
 		if _, ok := index[name]; !ok {
-			return rc, fmt.Errorf("analysis: %s has no %q column (header %q)", path, name, strings.Join(rows[0], ","))
+			return rc, fmt.Errorf("%s has no %q column (header %q)", path, name, strings.Join(rows[0], ","))
 		}
 	}
 	for r, row := range rows[1:] {
@@ -87,11 +87,11 @@ func ReadResults(runDir string) (RunCurves, error) {
 				return math.NaN(), nil
 			}
 			if i >= len(row) {
-				return 0, fmt.Errorf("analysis: %s row %d has no %s", path, r+2, name)
+				return 0, fmt.Errorf("%s row %d has no %s", path, r+2, name)
 			}
 			v, err := strconv.ParseFloat(strings.TrimSpace(row[i]), 64)
 			if err != nil {
-				return 0, fmt.Errorf("analysis: %s row %d, %s: %w", path, r+2, name, err)
+				return 0, fmt.Errorf("%s row %d, %s: %w", path, r+2, name, err)
 			}
 			return v, nil
 		}
@@ -238,7 +238,7 @@ func PlotCurves(runs []RunCurves, w io.Writer, format string) error {
 		}
 	}
 	if len(kept) == 0 {
-		return errors.New("analysis: no run has results to plot")
+		return errors.New("no run has results to plot")
 	}
 	cw, err := newCanvas(format, curvesW, curvesH)
 	if err != nil {
@@ -308,7 +308,7 @@ func PlotCurves(runs []RunCurves, w io.Writer, format string) error {
 	errPlot.Draw(canvases[0][0])
 	lossPlot.Draw(canvases[1][0])
 	if _, err := cw.WriteTo(w); err != nil {
-		return fmt.Errorf("analysis: writing the %s figure: %w", format, err)
+		return fmt.Errorf("writing the %s figure: %w", format, err)
 	}
 	return nil
 }

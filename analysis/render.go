@@ -66,7 +66,7 @@ func newCanvas(format string, w, h vg.Length) (vg.CanvasWriterTo, error) {
 	case FormatSVG:
 		return vgsvg.New(w, h), nil
 	}
-	return nil, fmt.Errorf("analysis: unknown figure format %q, want %q or %q", format, FormatPNG, FormatSVG)
+	return nil, fmt.Errorf("unknown figure format %q, want %q or %q", format, FormatPNG, FormatSVG)
 }
 
 // heatGrid adapts a Heatmap to plotter.GridXYZ: column c at x = its source group, row j at y = j.
@@ -114,7 +114,7 @@ func integerTicks() plot.Ticker {
 // heatmapPlot returns the panel of one heat map.
 func heatmapPlot(h *Heatmap) (*plot.Plot, error) {
 	if h.Rows() == 0 || h.Cols() == 0 {
-		return nil, fmt.Errorf("analysis: heat map of layer %s is empty", h.Layer.Name)
+		return nil, fmt.Errorf("heat map of layer %s is empty", h.Layer.Name)
 	}
 	p := plot.New()
 	agg := "dense"
@@ -169,7 +169,7 @@ func colorBarPlot() *plot.Plot {
 // or "svg".
 func RenderHeatmaps(maps []*Heatmap, w io.Writer, format string) error {
 	if len(maps) == 0 {
-		return errors.New("analysis: no heat map to render")
+		return errors.New("no heat map to render")
 	}
 	cols := min(len(maps), maxPanelCols)
 	rows := (len(maps) + cols - 1) / cols
@@ -206,7 +206,7 @@ func RenderHeatmaps(maps []*Heatmap, w io.Writer, format string) error {
 	bar := draw.Crop(dc, width-colorBarW, 0, height-heatmapPanelH+vg.Points(6), -vg.Points(6))
 	colorBarPlot().Draw(draw.Crop(bar, vg.Points(8), -vg.Points(28), vg.Points(36), 0))
 	if _, err := cw.WriteTo(w); err != nil {
-		return fmt.Errorf("analysis: writing the %s figure: %w", format, err)
+		return fmt.Errorf("writing the %s figure: %w", format, err)
 	}
 	return nil
 }

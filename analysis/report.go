@@ -90,18 +90,18 @@ func LoadReportRun(backend compute.Backend, dir string, best bool) (ReportRun, e
 	r := ReportRun{Dir: dir, Label: filepath.Base(filepath.Clean(dir))}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return r, fmt.Errorf("analysis: run directory %s: %w", dir, err)
+		return r, fmt.Errorf("run directory %s: %w", dir, err)
 	}
 	if !fi.IsDir() {
-		return r, fmt.Errorf("analysis: run directory %s is not a directory", dir)
+		return r, fmt.Errorf("run directory %s is not a directory", dir)
 	}
 	cfgPath := filepath.Join(dir, train.ConfigFile)
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
-		return r, fmt.Errorf("analysis: %s is not a run directory: %w", dir, err)
+		return r, fmt.Errorf("%s is not a run directory: %w", dir, err)
 	}
 	if err := json.Unmarshal(raw, &r.Config); err != nil {
-		return r, fmt.Errorf("analysis: %s: %w", cfgPath, err)
+		return r, fmt.Errorf("%s: %w", cfgPath, err)
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, raw, "", "  ") == nil {
@@ -238,7 +238,7 @@ type UtilizationComparison struct {
 func CompareUtilization(variants []string, maps [][]*Heatmap) (UtilizationComparison, error) {
 	c := UtilizationComparison{Variants: variants}
 	if len(variants) == 0 || len(variants) != len(maps) {
-		return c, fmt.Errorf("analysis: compare utilization: %d variant names for %d sets of heat maps",
+		return c, fmt.Errorf("compare utilization: %d variant names for %d sets of heat maps",
 			len(variants), len(maps))
 	}
 	byName := make([]map[string]*Heatmap, len(maps))
@@ -248,12 +248,12 @@ func CompareUtilization(variants []string, maps [][]*Heatmap) (UtilizationCompar
 			byName[v][h.Layer.Name] = h
 		}
 		if len(ms) != len(maps[0]) {
-			return c, fmt.Errorf("analysis: compare utilization: %s has %d SeqConv layers, %s has %d",
+			return c, fmt.Errorf("compare utilization: %s has %d SeqConv layers, %s has %d",
 				variants[v], len(ms), variants[0], len(maps[0]))
 		}
 	}
 	if len(maps[0]) == 0 {
-		return c, errors.New("analysis: compare utilization: no SeqConv layer")
+		return c, errors.New("compare utilization: no SeqConv layer")
 	}
 	n := len(variants)
 	c.MeanAll, c.MeanDiffering = make([]float64, n), make([]float64, n)
@@ -263,10 +263,10 @@ func CompareUtilization(variants []string, maps [][]*Heatmap) (UtilizationCompar
 		for v := range n {
 			h, ok := byName[v][l.Name]
 			if !ok {
-				return c, fmt.Errorf("analysis: compare utilization: %s has no layer %s", variants[v], l.Name)
+				return c, fmt.Errorf("compare utilization: %s has no layer %s", variants[v], l.Name)
 			}
 			if h.Layer.K != l.K || h.Layer.Filters != l.Filters {
-				return c, fmt.Errorf("analysis: compare utilization: layer %s has k=%d, %d filters in %s but k=%d, %d filters in %s",
+				return c, fmt.Errorf("compare utilization: layer %s has k=%d, %d filters in %s but k=%d, %d filters in %s",
 					l.Name, l.K, l.Filters, variants[0], h.Layer.K, h.Layer.Filters, variants[v])
 			}
 			l.Aggregation[v], l.Window[v], l.Utilization[v] = h.Layer.Aggregation(), h.Layer.Window, h.Utilization
@@ -412,7 +412,7 @@ type reportView struct {
 // "loaded/total" in the data-charts-loaded attribute of the <html> element.
 func WriteReport(w io.Writer, r ReportData) error {
 	if len(r.Runs) == 0 {
-		return errors.New("analysis: report: no run")
+		return errors.New("report: no run")
 	}
 	v := reportView{ReportData: r}
 	if v.Title == "" {
@@ -440,7 +440,7 @@ func WriteReport(w io.Writer, r ReportData) error {
 		if len(run.Heatmaps) > 0 {
 			src, err := svgSrcAttr(func(w io.Writer, f string) error { return RenderHeatmaps(run.Heatmaps, w, f) })
 			if err != nil {
-				return fmt.Errorf("analysis: report: heat maps of %s: %w", run.Dir, err)
+				return fmt.Errorf("report: heat maps of %s: %w", run.Dir, err)
 			}
 			rv.Heatmap = &reportFigure{
 				ID:    rv.Anchor + "-heatmaps",
@@ -461,7 +461,7 @@ func WriteReport(w io.Writer, r ReportData) error {
 		}
 		src, err := svgSrcAttr(func(w io.Writer, f string) error { return PlotCurves(curves, w, f) })
 		if err != nil {
-			return fmt.Errorf("analysis: report: training curves: %w", err)
+			return fmt.Errorf("report: training curves: %w", err)
 		}
 		v.Curves = &reportFigure{ID: "curves-chart", Title: "Training curves",
 			Caption: fmt.Sprintf("Top-1 error and loss per epoch of %s: dashed lines are training (model in "+
@@ -475,10 +475,10 @@ func WriteReport(w io.Writer, r ReportData) error {
 	v.Summary = summaryRows(v.Runs)
 	var b bytes.Buffer
 	if err := reportTemplate.Execute(&b, v); err != nil {
-		return fmt.Errorf("analysis: report: %w", err)
+		return fmt.Errorf("report: %w", err)
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {
-		return fmt.Errorf("analysis: writing the report: %w", err)
+		return fmt.Errorf("writing the report: %w", err)
 	}
 	return nil
 }

@@ -73,13 +73,13 @@ func sourceGroup(j, w, c, k int) int { return floorDiv(j*k-w+c, k) }
 func Utilization(store *model.Store, layer LayerInfo) (*Heatmap, error) {
 	n, k := layer.Filters, layer.K
 	if n <= 0 || k <= 0 || len(layer.ViewWidths) != n || len(layer.WeightPaths) != n {
-		return nil, fmt.Errorf("analysis: layer %s: inconsistent description (%d filters, k=%d, %d widths, %d weights)",
+		return nil, fmt.Errorf("layer %s: inconsistent description (%d filters, k=%d, %d widths, %d weights)",
 			layer.Name, n, k, len(layer.ViewWidths), len(layer.WeightPaths))
 	}
 	first, last := 0, -1
 	for j, w := range layer.ViewWidths {
 		if w <= 0 {
-			return nil, fmt.Errorf("analysis: layer %s: filter %d reads %d channels", layer.Name, j, w)
+			return nil, fmt.Errorf("layer %s: filter %d reads %d channels", layer.Name, j, w)
 		}
 		first = min(first, sourceGroup(j, w, 0, k))
 		last = max(last, j-1)
@@ -95,20 +95,20 @@ func Utilization(store *model.Store, layer LayerInfo) (*Heatmap, error) {
 		w := layer.ViewWidths[j]
 		v := store.GetVariable(layer.WeightPaths[j])
 		if v == nil {
-			return nil, fmt.Errorf("analysis: layer %s: no variable %s", layer.Name, layer.WeightPaths[j])
+			return nil, fmt.Errorf("layer %s: no variable %s", layer.Name, layer.WeightPaths[j])
 		}
 		t, err := v.Value()
 		if err != nil {
-			return nil, fmt.Errorf("analysis: layer %s: reading %s: %w", layer.Name, layer.WeightPaths[j], err)
+			return nil, fmt.Errorf("layer %s: reading %s: %w", layer.Name, layer.WeightPaths[j], err)
 		}
 		dims := t.Shape().Dimensions
 		if len(dims) != 4 || dims[2] != w || dims[3] != k {
-			return nil, fmt.Errorf("analysis: layer %s: %s has shape %s, want [kh, kw, %d, %d]", layer.Name,
+			return nil, fmt.Errorf("layer %s: %s has shape %s, want [kh, kw, %d, %d]", layer.Name,
 				layer.WeightPaths[j], t.Shape(), w, k)
 		}
 		abs, err := absValues(t)
 		if err != nil {
-			return nil, fmt.Errorf("analysis: layer %s: %s: %w", layer.Name, layer.WeightPaths[j], err)
+			return nil, fmt.Errorf("layer %s: %s: %w", layer.Name, layer.WeightPaths[j], err)
 		}
 		// HWIO: element ((u*kw + v)*in + c)*out + o.
 		for i, a := range abs {

@@ -37,7 +37,7 @@ var (
 
 // cifarSpec describes one of the CIFAR binary distributions.
 type cifarSpec struct {
-	fn         string   // Loader function name, for errors.
+	fn         string   // What the loader does, for errors.
 	name       string   // "CIFAR-10".
 	setPrefix  string   // ImageSet name prefix.
 	subdir     string   // Directory created by extracting the archive.
@@ -53,7 +53,7 @@ type cifarSpec struct {
 func (sp *cifarSpec) recordSize() int { return sp.labelBytes + cifarPixels }
 
 var cifar10Spec = &cifarSpec{
-	fn:         "data.LoadCIFAR10",
+	fn:         "loading cifar10",
 	name:       "CIFAR-10",
 	setPrefix:  "cifar10",
 	subdir:     "cifar-10-batches-bin",
@@ -66,7 +66,7 @@ var cifar10Spec = &cifarSpec{
 }
 
 var cifar100Spec = &cifarSpec{
-	fn:         "data.LoadCIFAR100",
+	fn:         "loading cifar100",
 	name:       "CIFAR-100",
 	setPrefix:  "cifar100",
 	subdir:     "cifar-100-binary",

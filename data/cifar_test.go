@@ -242,7 +242,7 @@ func TestLoadCIFARErrors(t *testing.T) {
 	goodTar := tarBytes(t, "cifar-10-batches-bin", tiny)
 	goodArchive := gzipBytes(t, goodTar)
 
-	wantErr(t, load(filepath.Join(base, "nope")), "data.LoadCIFAR10", "nope", "no such file")
+	wantErr(t, load(filepath.Join(base, "nope")), "loading cifar10", "nope", "no such file")
 	wantErr(t, load(dirWith(func(f map[string][]byte) { clear(f) })), "no CIFAR-10 data in", "data_batch_1.bin",
 		"cifar-10-batches-bin", "cifar-10-binary.tar.gz")
 	wantErr(t, load(dirWith(func(f map[string][]byte) { delete(f, "data_batch_3.bin") })), "data_batch_3.bin", "no such file")
@@ -290,7 +290,7 @@ func TestLoadCIFARErrors(t *testing.T) {
 		return err
 	}
 	wantErr(t, load100(cifarRecords(0, 2, func(i int) []byte { return []byte{0, byte(99 + i)} })),
-		"data.LoadCIFAR100", "train.bin: record 1: fine label 100, expected in [0, 100)")
+		"loading cifar100", "train.bin: record 1: fine label 100, expected in [0, 100)")
 	wantErr(t, load100(cifarRecords(0, 2, func(i int) []byte { return []byte{20, 0} })),
 		"train.bin: record 0: coarse label 20, expected in [0, 20)")
 	wantErr(t, load100(cifarRecords(0, 2, cifar10Label)), "train.bin: 6146 bytes is not a whole number of 3074-byte records")

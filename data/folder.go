@@ -107,7 +107,7 @@ var _ Source = (*FolderSet)(nil)
 func LoadImageFolder(root string, opts FolderOptions) (*FolderSet, error) {
 	s, err := loadImageFolder(root, opts, "")
 	if err != nil {
-		return nil, fmt.Errorf("data.LoadImageFolder: %w", err)
+		return nil, fmt.Errorf("image folder: %w", err)
 	}
 	return s, nil
 }
@@ -125,13 +125,13 @@ func LoadImageNet(root string, opts FolderOptions) (trainSet, valSet *FolderSet,
 	opts.Name = name + "-train"
 	trainSet, err = loadImageFolder(trainRoot, opts, "")
 	if err != nil {
-		return nil, nil, fmt.Errorf("data.LoadImageNet: %w", err)
+		return nil, nil, fmt.Errorf("image folder %s: training set: %w", root, err)
 	}
 	opts.Name = name + "-val"
 	opts.Classes = trainSet.classes
 	valSet, err = loadImageFolder(valRoot, opts, trainRoot)
 	if err != nil {
-		return nil, nil, fmt.Errorf("data.LoadImageNet: %w", err)
+		return nil, nil, fmt.Errorf("image folder %s: validation set: %w", root, err)
 	}
 	return trainSet, valSet, nil
 }
@@ -437,7 +437,7 @@ func (s *FolderSet) Decode(i int, buf []uint8) (RawImage, error) {
 		return RawImage{}, err
 	}
 	if !known {
-		s.logf("data: FolderSet %q: skipping bad image (%d so far): %v", s.name, count, err)
+		s.logf("%s: skipping bad image (%d so far): %v", s.name, count, err)
 	}
 	return RawImage{}, fmt.Errorf("%w: %w", ErrSkipImage, err)
 }

@@ -438,7 +438,7 @@ func (w *imageWorker) process(job imageJob) {
 		pos := pb.index*p.batchSize + j
 		label, err := w.image(pos, pb.inputData[j*size:(j+1)*size])
 		if err != nil {
-			pb.setErr(pos, fmt.Errorf("data.ImageLoader(%q): batch %d of epoch %d: %w", p.name, pb.index, p.epoch, err))
+			pb.setErr(pos, fmt.Errorf("%s: batch %d of epoch %d: %w", p.name, pb.index, p.epoch, err))
 			return
 		}
 		pb.labelData[j] = label

@@ -26,11 +26,11 @@ var mnistFS embed.FS
 func LoadMNIST() (trainSet, testSet *ImageSet, err error) {
 	trainSet, err = loadEmbeddedIDX("mnist-train", "mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz")
 	if err != nil {
-		return nil, nil, fmt.Errorf("data.LoadMNIST: %w", err)
+		return nil, nil, fmt.Errorf("loading mnist: %w", err)
 	}
 	testSet, err = loadEmbeddedIDX("mnist-test", "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz")
 	if err != nil {
-		return nil, nil, fmt.Errorf("data.LoadMNIST: %w", err)
+		return nil, nil, fmt.Errorf("loading mnist: %w", err)
 	}
 	return trainSet, testSet, nil
 }

@@ -538,18 +538,75 @@ func sliceAny(data any, start, end int) any {
 	panic(fmt.Sprintf("interop: slice of unsupported data %T", data))
 }
 
-// ReadNPYFile reads a .npy file (see ReadNPY). Errors name the file.
+// ReadNPYFile reads a .npy file (see ReadNPY), which must end with the array's data: trailing bytes are an
+// error (the file is not what its header describes). Errors name the file.
 func ReadNPYFile(path string) (*Array, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	a, err := ReadNPY(bufio.NewReaderSize(f, 1<<16))
+	br := bufio.NewReaderSize(f, 1<<16)
+	a, err := ReadNPY(br)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	n, err := io.Copy(io.Discard, io.LimitReader(br, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: after the array data: %w", path, err)
+	}
+	if n > 0 {
+		more := ""
+		if n == 1<<20 {
+			more = " or more"
+		}
+		return nil, fmt.Errorf("%s: %d%s unexpected bytes after the array data of %s", path, n, more, a)
+	}
 	return a, nil
+}
+
+// FirstNonFinite returns the flat index and value of the first NaN or infinite element of a floating-point
+// array, with ok true; ok is false when every element is finite (and for integer and bool arrays).
+func FirstNonFinite(a *Array) (index int, value float64, ok bool) {
+	check := func(i int, x float64) bool {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			index, value, ok = i, x, true
+		}
+		return ok
+	}
+	switch d := a.Data.(type) {
+	case []float32:
+		for i, x := range d {
+			if check(i, float64(x)) {
+				break
+			}
+		}
+	case []float64:
+		for i, x := range d {
+			if check(i, x) {
+				break
+			}
+		}
+	case []float16.Float16:
+		for i, x := range d {
+			if check(i, float64(x.Float32())) {
+				break
+			}
+		}
+	}
+	return index, value, ok
+}
+
+// Position returns the multi-dimensional index, e.g. [2 0 5 7], of a flat index into an array of the given shape.
+func Position(shape []int, index int) []int {
+	pos := make([]int, len(shape))
+	for i := len(shape) - 1; i >= 0; i-- {
+		if shape[i] > 0 {
+			pos[i] = index % shape[i]
+			index /= shape[i]
+		}
+	}
+	return pos
 }
 
 // WriteNPYFile writes a to a .npy file atomically (see WriteNPY and WriteNPZ).

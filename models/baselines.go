@@ -182,6 +182,14 @@ func (c Config) validateBaseline() error {
 		if c.WidthPerGroup < 1 {
 			return fmt.Errorf("width_per_group: want >= 1, got %d", c.WidthPerGroup)
 		}
+		if err := c.checkWidths("groups", c.Groups, c.WidthPerGroup); err != nil {
+			return err
+		}
+		for i := range c.BlocksPerStage {
+			if err := c.checkWidths("width_per_group", c.bottleneckWidth(64<<i)); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	if c.GrowthRate < 1 {
@@ -195,6 +203,17 @@ func (c Config) validateBaseline() error {
 	}
 	if c.DropRate < 0 || c.DropRate >= 1 {
 		return fmt.Errorf("drop_rate: want 0 <= p < 1, got %v", c.DropRate)
+	}
+	for _, k := range []struct {
+		key    string
+		widths []int
+	}{
+		{"init_features", []int{c.InitFeatures}}, {"growth_rate", []int{c.GrowthRate}}, {"bn_size", []int{c.BNSize}},
+		{"bn_size", []int{c.BNSize * c.GrowthRate}}, {"growth_rate", c.baselineWidths()},
+	} {
+		if err := c.checkWidths(k.key, k.widths...); err != nil {
+			return err
+		}
 	}
 	// The stem (conv s2, maxpool s2) and each transition's 2x2 average pool must leave at least one pixel.
 	s := (c.Resolution-1)/2 + 1

@@ -3,10 +3,8 @@
 package models
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -34,8 +32,12 @@ const (
 // IntList is a list of ints that also unmarshals from a single JSON number (meaning "the same for every stage").
 type IntList []int
 
-// UnmarshalJSON accepts a number or a list of numbers.
+// UnmarshalJSON accepts a number or a list of numbers; null is the empty list (as json.Marshal writes it).
 func (l *IntList) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*l = nil
+		return nil
+	}
 	var n int
 	if err := json.Unmarshal(b, &n); err == nil {
 		*l = IntList{n}
@@ -97,25 +99,13 @@ type Config struct {
 	BNSize int `json:"bn_size,omitempty"`
 	// InitFeatures (densenet) is the width of the stem conv (64).
 	InitFeatures int `json:"init_features,omitempty"`
-}
 
-// LoadConfig reads a JSON model config file. Unknown keys are an error.
-func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("model config: %w", err)
-	}
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("model config %s: %w", path, err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("model config %s: %w", path, err)
-	}
-	return c, nil
+	// Size budget (see Validate):
+
+	// MaxBlocks raises the budget of blocks (the sum of BlocksPerStage); 0 means DefaultMaxBlocks.
+	MaxBlocks int `json:"max_blocks,omitempty"`
+	// MaxWidth raises the budget of channels of a stage; 0 means DefaultMaxWidth.
+	MaxWidth int `json:"max_width,omitempty"`
 }
 
 // numStages is the number of stages of the family.
@@ -191,9 +181,14 @@ func (c Config) Widths() []int {
 	return w
 }
 
-// Validate checks the config and returns an error naming the offending key.
+// Validate checks the config and returns an error naming the offending key. A config must also be within
+// its size budget: at most MaxBlocks blocks (DefaultMaxBlocks when 0) and stages at most MaxWidth channels
+// wide (DefaultMaxWidth when 0), so that a typo cannot make a model too large to build.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
+	if err := c.checkBudget(); err != nil {
+		return err
+	}
 	switch c.Family {
 	case FamilyCIFAR, FamilyImageNet, FamilyResNeXt:
 		if err := c.noBaselineKeys(); err != nil {
@@ -258,6 +253,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("subgroups: plain filters have no grouped 3x3 conv")
 	}
 	widths := c.Widths()
+	if err := c.checkWidths("widening", widths...); err != nil {
+		return err
+	}
 	for i := range n {
 		k, w, sg := c.StageK(i), widths[i], c.StageSubgroups(i)
 		if k < 1 || w%k != 0 {

@@ -68,6 +68,7 @@ const (
 	checkpointManifest = ".sha256"
 	tmpFilePrefix      = atomicfile.TempPrefix
 	corruptPrefix      = "corrupt-"
+	incompletePrefix   = "incomplete-"
 	stateFormat        = 1
 )
 
@@ -486,12 +487,13 @@ func removeTempFiles(dir string) {
 	}
 }
 
-// quarantineCheckpoint renames the files of a corrupt checkpoint with corruptPrefix, so that they
-// are kept for inspection but no longer listed.
-func quarantineCheckpoint(dir string, e ckptEntry) error {
+// quarantineCheckpoint renames the files of a corrupt or incomplete checkpoint with prefix
+// (corruptPrefix, incompletePrefix), so that they are kept for inspection, never deleted (they may be
+// the user's only copy), but no longer listed.
+func quarantineCheckpoint(dir string, e ckptEntry, prefix string) error {
 	for _, f := range e.files() {
-		if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, corruptPrefix+f)); err != nil {
-			return fmt.Errorf("setting aside corrupt checkpoint file: %w", err)
+		if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, prefix+f)); err != nil {
+			return fmt.Errorf("setting aside checkpoint file %s: %w", filepath.Join(dir, f), err)
 		}
 	}
 	return nil
@@ -835,20 +837,20 @@ func latestCheckpoint(dir string) (*loadedCheckpoint, error) {
 func LoadCheckpoint(store *model.Store, dir string) (*checkpoint.Handler, error) {
 	c, err := latestCheckpoint(dir)
 	if err != nil {
-		return nil, fmt.Errorf("train: loading checkpoint: %w", err)
+		return nil, fmt.Errorf("loading checkpoint: %w", err)
 	}
 	// GoMLX reads the newest checkpoint of a directory itself: let it when that is the verified
 	// one, so that the handler knows its directory; otherwise load the verified bytes.
 	if names, err := listCheckpoints(dir); err == nil && len(names) > 0 && names[len(names)-1] == c.name {
 		h, err := checkpoint.Load(store).Dir(dir).Done()
 		if err != nil {
-			return nil, fmt.Errorf("train: loading checkpoint from %s: %w", dir, err)
+			return nil, fmt.Errorf("loading checkpoint from %s: %w", dir, err)
 		}
 		return h, nil
 	}
 	h, err := c.attach(store)
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	return h, nil
 }
@@ -885,7 +887,7 @@ func (c CheckpointInfo) String() string {
 func LatestCheckpointInfo(dir string) (CheckpointInfo, error) {
 	c, err := latestCheckpoint(dir)
 	if err != nil {
-		return CheckpointInfo{}, fmt.Errorf("train: %w", err)
+		return CheckpointInfo{}, fmt.Errorf("%w", err)
 	}
 	info := CheckpointInfo{Name: c.name, Dir: dir}
 	if st := c.state; st != nil {

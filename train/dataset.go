@@ -368,6 +368,7 @@ func describeTransform(t data.Transform) string {
 type skipBatches struct {
 	EpochLoader
 	skip int
+	err  *error // if not nil, receives the error the loader yields, which GoMLX's loop wraps in its own words.
 }
 
 // Iter implements gtrain.Dataset.
@@ -380,6 +381,9 @@ func (d skipBatches) Iter() iter.Seq2[gtrain.Batch, error] {
 				i++
 				_ = batch.Finalize()
 				continue
+			}
+			if err != nil && d.err != nil {
+				*d.err = err
 			}
 			if !yield(batch, err) || err != nil {
 				return

@@ -136,42 +136,42 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	if err := c.Model.Validate(); err != nil {
-		return fmt.Errorf("train: model %s: %w", c.Model.Name, err)
+		return fmt.Errorf("model %s: %w", c.Model.Name, err)
 	}
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 	if c.Precision != "" {
 		if _, err := layers.ParsePrecision(c.Precision); err != nil {
-			return fmt.Errorf("train: precision: %w", err)
+			return fmt.Errorf("precision: %w", err)
 		}
 	}
 	switch {
 	case c.Epochs < 1:
-		return fmt.Errorf("train: epochs must be >= 1, got %d", c.Epochs)
+		return fmt.Errorf("epochs must be >= 1, got %d", c.Epochs)
 	case c.BatchSize < 1:
-		return fmt.Errorf("train: batch size must be >= 1, got %d", c.BatchSize)
+		return fmt.Errorf("batch size must be >= 1, got %d", c.BatchSize)
 	case c.EvalBatchSize < 1:
-		return fmt.Errorf("train: eval batch size must be >= 1, got %d", c.EvalBatchSize)
+		return fmt.Errorf("eval batch size must be >= 1, got %d", c.EvalBatchSize)
 	case !(c.LR > 0) || !finite(c.LR):
-		return fmt.Errorf("train: learning rate must be a finite value > 0, got %g", c.LR)
+		return fmt.Errorf("learning rate must be a finite value > 0, got %g", c.LR)
 	case c.LabelSmoothing < 0 || c.LabelSmoothing >= 1 || !finite(c.LabelSmoothing):
-		return fmt.Errorf("train: label smoothing must be in [0, 1), got %g", c.LabelSmoothing)
+		return fmt.Errorf("label smoothing must be in [0, 1), got %g", c.LabelSmoothing)
 	case c.MaxTrainImages < 0:
-		return fmt.Errorf("train: max train images must be >= 0 (0: all), got %d", c.MaxTrainImages)
+		return fmt.Errorf("max train images must be >= 0 (0: all), got %d", c.MaxTrainImages)
 	case c.MaxEvalImages < 0:
-		return fmt.Errorf("train: max eval images must be >= 0 (0: all), got %d", c.MaxEvalImages)
+		return fmt.Errorf("max eval images must be >= 0 (0: all), got %d", c.MaxEvalImages)
 	case c.Workers < 0:
-		return fmt.Errorf("train: workers must be >= 0 (0: one per CPU), got %d", c.Workers)
+		return fmt.Errorf("workers must be >= 0 (0: one per CPU), got %d", c.Workers)
 	case c.CheckpointEverySteps < 0:
-		return fmt.Errorf("train: checkpoint every steps must be >= 0 (0: at epoch ends only), got %d",
+		return fmt.Errorf("checkpoint every steps must be >= 0 (0: at epoch ends only), got %d",
 			c.CheckpointEverySteps)
 	case c.RunDir == "":
-		return errors.New("train: the run directory is not set")
+		return errors.New("the run directory is not set")
 	}
 	if _, err := c.optimizer(c.LR); err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	if _, err := c.schedule(); err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	return nil
 }
@@ -316,7 +316,7 @@ func run(ctx context.Context, backend compute.Backend, cfg Config, trainData, va
 		out = io.Discard
 	}
 	if backend == nil {
-		return nil, errors.New("train: nil backend")
+		return nil, errors.New("nil backend")
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -324,7 +324,7 @@ func run(ctx context.Context, backend compute.Backend, cfg Config, trainData, va
 	}
 	sched, err := cfg.schedule()
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	trainData, validData, err = cfg.prepareData(trainData, validData)
 	if err != nil {
@@ -332,7 +332,7 @@ func run(ctx context.Context, backend compute.Backend, cfg Config, trainData, va
 	}
 	opt, err := cfg.optimizer(sched.LR(0))
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -389,20 +389,20 @@ func (c Config) prepareData(trainData, validData Dataset) (Dataset, Dataset, err
 		set  Dataset
 	}{{"training", trainData}, {"validation", validData}} {
 		if s.set == nil {
-			return nil, nil, fmt.Errorf("train: no %s set", s.name)
+			return nil, nil, fmt.Errorf("no %s set", s.name)
 		}
 		if err := s.set.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("train: %s set: %w", s.name, err)
+			return nil, nil, fmt.Errorf("%s set: %w", s.name, err)
 		}
 		if s.set.Len() == 0 {
-			return nil, nil, fmt.Errorf("train: %s set %q is empty", s.name, s.set.Name())
+			return nil, nil, fmt.Errorf("%s set %q is empty", s.name, s.set.Name())
 		}
 		if s.set.Channels() != c.Model.InChannels {
-			return nil, nil, fmt.Errorf("train: %s set %q has %d-channel images but model %s expects %d channels",
+			return nil, nil, fmt.Errorf("%s set %q has %d-channel images but model %s expects %d channels",
 				s.name, s.set.Name(), s.set.Channels(), c.Model.Name, c.Model.InChannels)
 		}
 		if s.set.NumClasses() != c.Model.Classes {
-			return nil, nil, fmt.Errorf("train: %s set %q has %d classes but model %s has %d outputs",
+			return nil, nil, fmt.Errorf("%s set %q has %d classes but model %s has %d outputs",
 				s.name, s.set.Name(), s.set.NumClasses(), c.Model.Name, c.Model.Classes)
 		}
 	}
@@ -413,7 +413,7 @@ func (c Config) prepareData(trainData, validData Dataset) (Dataset, Dataset, err
 		validData = validData.Head(c.MaxEvalImages)
 	}
 	if trainData.Len() < c.BatchSize {
-		return nil, nil, fmt.Errorf("train: the training set has %d images, fewer than one batch of %d "+
+		return nil, nil, fmt.Errorf("the training set has %d images, fewer than one batch of %d "+
 			"(incomplete batches are dropped)", trainData.Len(), c.BatchSize)
 	}
 	return trainData, validData, nil
@@ -424,7 +424,7 @@ func catch(fn func() error) (err error) {
 	var fnErr error
 	err = exceptions.TryCatch[error](func() { fnErr = fn() })
 	if err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	return fnErr
 }
@@ -491,32 +491,32 @@ func (r *runner) describe(opt *SGDOptimizer) runConfigFile {
 func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 	dir := r.cfg.RunDir
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: creating run directory: %w", err)
+		return fmt.Errorf("creating run directory: %w", err)
 	}
 	for _, d := range []string{r.latestDir, r.bestDir} {
 		entries, err := scanCheckpoints(d)
 		if err != nil {
-			return fmt.Errorf("train: run directory %s: %w", dir, err)
+			return fmt.Errorf("run directory %s: %w", dir, err)
 		}
 		if len(entries) > 0 {
-			return fmt.Errorf("train: run directory %s already holds checkpoints in %s: choose a new run directory "+
+			return fmt.Errorf("run directory %s already holds checkpoints in %s: choose a new run directory "+
 				"or resume it", dir, d)
 		}
 	}
 	b, err := json.MarshalIndent(r.describe(opt), "", "  ")
 	if err != nil {
-		return fmt.Errorf("train: encoding %s: %w", ConfigFile, err)
+		return fmt.Errorf("encoding %s: %w", ConfigFile, err)
 	}
 	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ConfigFile, err)
+		return fmt.Errorf("writing %s: %w", ConfigFile, err)
 	}
 	if names := r.trainData.ClassNames(); len(names) > 0 {
 		b, err := json.MarshalIndent(names, "", "  ")
 		if err != nil {
-			return fmt.Errorf("train: encoding %s: %w", ClassesFile, err)
+			return fmt.Errorf("encoding %s: %w", ClassesFile, err)
 		}
 		if _, err := writeBytesAtomic(dir, ClassesFile, append(b, '\n')); err != nil {
-			return fmt.Errorf("train: writing %s: %w", ClassesFile, err)
+			return fmt.Errorf("writing %s: %w", ClassesFile, err)
 		}
 	}
 	r.savedStep = -1
@@ -584,28 +584,32 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 	}
 	diffs, err := compareConfigs(saved, r.describe(opt))
 	if err != nil {
-		return fmt.Errorf("train: resume %s: comparing configurations: %w", dir, err)
+		return fmt.Errorf("resume %s: comparing configurations: %w", dir, err)
 	}
 	if len(diffs) > 0 {
-		return fmt.Errorf("train: resume %s: the run would differ from its %s: %s", dir, ConfigFile,
+		return fmt.Errorf("resume %s: the run would differ from its %s: %s", dir, ConfigFile,
 			strings.Join(diffs, "; "))
 	}
 	removeTempFiles(r.latestDir)
 	entries, err := scanCheckpoints(r.latestDir)
 	if err != nil {
-		return fmt.Errorf("train: resume %s: listing checkpoints: %w", dir, err)
+		return fmt.Errorf("resume %s: listing checkpoints: %w", dir, err)
 	}
 	if len(entries) > 0 && isLegacy(entries) {
-		return fmt.Errorf("train: resume %s: its checkpoints have no manifest and no training state "+
+		return fmt.Errorf("resume %s: its checkpoints have no manifest and no training state "+
 			"(written by an older seqconv): it cannot be resumed", dir)
 	}
 	var problems []error
 	for i := len(entries) - 1; i >= 0 && r.resumeFrom == nil; i-- {
 		e := entries[i]
 		if !e.complete() {
-			r.warnf("checkpoint %s is incomplete (interrupted while saving): removing it", e.name)
-			if err := removeCheckpoint(r.latestDir, e); err != nil {
-				return fmt.Errorf("train: resume %s: %w", dir, err)
+			r.warnf("checkpoint %s has no manifest (%s): it is incomplete (interrupted while saving?): "+
+				"setting it aside as %s* and falling back to the previous checkpoint", e.name,
+				e.name+checkpointManifest, incompletePrefix+e.name)
+			problems = append(problems, corruptf("%s has no manifest %s: incomplete",
+				filepath.Join(r.latestDir, e.name), e.name+checkpointManifest))
+			if err := quarantineCheckpoint(r.latestDir, e, incompletePrefix); err != nil {
+				return fmt.Errorf("resume %s: %w", dir, err)
 			}
 			continue
 		}
@@ -616,13 +620,13 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 		if err == nil && c.state.StepsPerEpoch != r.steps {
 			err = fmt.Errorf("checkpoint %s has %d steps per epoch, but the data and batch size give %d",
 				e.name, c.state.StepsPerEpoch, r.steps)
-			return fmt.Errorf("train: resume %s: %w", dir, err)
+			return fmt.Errorf("resume %s: %w", dir, err)
 		}
 		if err != nil {
 			problems = append(problems, err)
 			r.warnf("%v: setting it aside as %s* and falling back to the previous checkpoint", err, corruptPrefix+e.name)
-			if qerr := quarantineCheckpoint(r.latestDir, e); qerr != nil {
-				return fmt.Errorf("train: resume %s: %w", dir, qerr)
+			if qerr := quarantineCheckpoint(r.latestDir, e, corruptPrefix); qerr != nil {
+				return fmt.Errorf("resume %s: %w", dir, qerr)
 			}
 			continue
 		}
@@ -630,13 +634,13 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 	}
 	if r.resumeFrom == nil {
 		if len(problems) == 0 {
-			return fmt.Errorf("train: resume %s: no checkpoint in %s", dir, r.latestDir)
+			return fmt.Errorf("resume %s: no checkpoint in %s", dir, r.latestDir)
 		}
-		return fmt.Errorf("train: resume %s: no good checkpoint left: %w", dir, errors.Join(problems...))
+		return r.noGoodCheckpoint(problems)
 	}
 	st := r.resumeFrom.state
 	if st.Epoch > r.cfg.Epochs || (st.Epoch == r.cfg.Epochs && st.Step > 0) {
-		return fmt.Errorf("train: resume %s: checkpoint %s is at epoch %d, beyond the run's %d epochs",
+		return fmt.Errorf("resume %s: checkpoint %s is at epoch %d, beyond the run's %d epochs",
 			dir, r.resumeFrom.name, st.Epoch, r.cfg.Epochs)
 	}
 	r.history = slices.Clone(st.History)
@@ -654,6 +658,20 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 			r.cfg.Epochs, st.Step, r.steps)
 	}
 	return nil
+}
+
+// noGoodCheckpoint is the error of a resume whose checkpoints are all corrupt or incomplete: an
+// errors.Join of a headline, each problem and, when best/ holds an intact checkpoint, how to use it, so
+// that each can be printed on its own line.
+func (r *runner) noGoodCheckpoint(problems []error) error {
+	errs := []error{fmt.Errorf("resume %s: no good checkpoint left in %s (set aside with the prefixes %s and %s):",
+		r.cfg.RunDir, r.latestDir, corruptPrefix, incompletePrefix)}
+	errs = append(errs, problems...)
+	if info, err := LatestCheckpointInfo(r.bestDir); err == nil {
+		errs = append(errs, fmt.Errorf("%s holds an intact checkpoint, %s: copy its files into %s to resume from it, "+
+			"or use it as it is with --best", r.bestDir, info, r.latestDir))
+	}
+	return errors.Join(errs...)
 }
 
 // syncBest makes the best directory hold the checkpoint the resumed state names as best, when
@@ -690,10 +708,10 @@ func (r *runner) setup(opt *SGDOptimizer) error {
 	r.store = model.NewStore()
 	if r.resumeFrom != nil {
 		if err := r.resumeFrom.restore(r.store); err != nil {
-			return fmt.Errorf("train: resume: %w", err)
+			return fmt.Errorf("resume: %w", err)
 		}
 	} else if err := r.store.SetRNGStateFromSeed(cfg.Seed); err != nil {
-		return fmt.Errorf("train: seeding the random number generator: %w", err)
+		return fmt.Errorf("seeding the random number generator: %w", err)
 	}
 	if cfg.Precision != "" {
 		r.store.RootScope().SetParam(layers.ParamPrecision, cfg.Precision)
@@ -707,11 +725,11 @@ func (r *runner) setup(opt *SGDOptimizer) error {
 		[]metric.Interface{batchError}, nil)
 	var err error
 	if r.evaluator, err = newEvaluator(r.backend, r.store, cfg.Model); err != nil {
-		return fmt.Errorf("train: building the evaluation graph: %w", err)
+		return fmt.Errorf("building the evaluation graph: %w", err)
 	}
 	if r.resumeFrom != nil {
 		if gs := r.trainer.GlobalStep(); gs != r.resumeFrom.state.GlobalStep {
-			return fmt.Errorf("train: resume: checkpoint %s holds global step %d but its state says %d",
+			return fmt.Errorf("resume: checkpoint %s holds global step %d but its state says %d",
 				r.resumeFrom.name, gs, r.resumeFrom.state.GlobalStep)
 		}
 	}
@@ -728,7 +746,7 @@ func (r *runner) onStep(_ *gtrain.Loop, metrics []*tensors.Tensor) error {
 	r.step++
 	batchLoss := scalar(metrics[trainMetricBatchLoss])
 	if math.IsNaN(batchLoss) || math.IsInf(batchLoss, 0) {
-		r.stepErr = fmt.Errorf("train: %w: the loss is %v at epoch %d/%d, step %d/%d (global step %d): "+
+		r.stepErr = fmt.Errorf("%w: the loss is %v at epoch %d/%d, step %d/%d (global step %d): "+
 			"stopping without saving this state, the last checkpoint is the last good one (try a lower learning rate)",
 			ErrNonFiniteLoss, nanOrInf(batchLoss), r.epoch, r.cfg.Epochs, r.step, r.steps, r.trainer.GlobalStep())
 		return r.stepErr
@@ -743,7 +761,7 @@ func (r *runner) onStep(_ *gtrain.Loop, metrics []*tensors.Tensor) error {
 		}
 	}
 	if err := r.ctx.Err(); err != nil {
-		r.stepErr = fmt.Errorf("train: interrupted at epoch %d/%d, step %d/%d: %w",
+		r.stepErr = fmt.Errorf("interrupted at epoch %d/%d, step %d/%d: %w",
 			r.epoch, r.cfg.Epochs, r.step, r.steps, err)
 		if serr := r.saveMidEpoch(); serr != nil {
 			r.stepErr = fmt.Errorf("%w (and saving a checkpoint failed: %v)", r.stepErr, serr)
@@ -762,7 +780,7 @@ func (r *runner) saveMidEpoch() error {
 	st.TrainLossSum, st.TrainErrorSum = jsonFloat(r.lossSum), jsonFloat(r.errSum)
 	st.TrainSeconds = jsonFloat(r.priorTrainTime + time.Since(r.sessionStart).Seconds())
 	if _, err := r.save(st); err != nil {
-		return fmt.Errorf("train: saving the checkpoint of epoch %d/%d, step %d/%d: %w",
+		return fmt.Errorf("saving the checkpoint of epoch %d/%d, step %d/%d: %w",
 			r.epoch, r.cfg.Epochs, r.step, r.steps, err)
 	}
 	r.savedStep = r.step
@@ -813,7 +831,7 @@ func (r *runner) run() error {
 		}
 		if err := r.ctx.Err(); err != nil && skip == 0 {
 			r.prog.clear()
-			return fmt.Errorf("train: interrupted before epoch %d/%d: %w", e+1, r.cfg.Epochs, err)
+			return fmt.Errorf("interrupted before epoch %d/%d: %w", e+1, r.cfg.Epochs, err)
 		}
 		er, err := r.runEpoch(e, skip)
 		if err != nil {
@@ -848,26 +866,40 @@ func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 	// Run the epoch even when its steps were all done before a resume: the loop then only updates
 	// its bookkeeping variables as an uninterrupted run does.
 	var metrics []*tensors.Tensor
+	var dataErr error
 	err := catch(func() error {
 		var err error
-		metrics, err = r.loop.RunEpochs(skipBatches{EpochLoader: r.trainLoader, skip: skip}, 1)
+		metrics, err = r.loop.RunEpochs(skipBatches{EpochLoader: r.trainLoader, skip: skip, err: &dataErr}, 1)
 		return err
 	})
 	finalizeAll(metrics)
 	if r.stepErr != nil {
 		return er, r.stepErr
 	}
+	if dataErr != nil {
+		err = fmt.Errorf("reading the training data: %w", dataErr)
+	}
 	if err != nil {
-		return er, fmt.Errorf("train: epoch %d/%d, step %d: %w", e+1, r.cfg.Epochs, r.step+1, err)
+		return er, fmt.Errorf("epoch %d/%d, step %d: %w", e+1, r.cfg.Epochs, r.step+1, err)
 	}
 	if r.step != r.steps {
-		return er, fmt.Errorf("train: epoch %d/%d had %d steps, expected %d", e+1, r.cfg.Epochs, r.step, r.steps)
+		return er, fmt.Errorf("epoch %d/%d had %d steps, expected %d", e+1, r.cfg.Epochs, r.step, r.steps)
 	}
-	sessionSeconds := time.Since(r.sessionStart).Seconds()
+	// The throughput of the whole epoch, over its training time in this and earlier sessions: an epoch
+	// resumed after its training (interrupted while evaluating) keeps the throughput it had.
+	trainSeconds := r.priorTrainTime
+	if skip < r.steps {
+		trainSeconds += time.Since(r.sessionStart).Seconds()
+	}
 	er.TrainLoss = r.lossSum / float64(r.steps)
 	er.TrainError = r.errSum / float64(r.steps)
-	if sessionSeconds > 0 && skip < r.steps {
-		er.ImagesPerSecond = float64((r.steps-skip)*r.cfg.BatchSize) / sessionSeconds
+	if trainSeconds > 0 {
+		er.ImagesPerSecond = float64(r.steps*r.cfg.BatchSize) / trainSeconds
+	}
+	// Save the trained epoch before evaluating it: an evaluation that fails (a bad image) or is
+	// interrupted does not lose it, and a resume only evaluates it.
+	if err := r.saveMidEpoch(); err != nil {
+		return er, err
 	}
 
 	r.prog.status(fmt.Sprintf("epoch %d/%d evaluating %d images...", e+1, r.cfg.Epochs, r.validData.Len()))
@@ -875,13 +907,10 @@ func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 	er.ValidLoss, er.ValidError, er.ValidTop5Error, err = r.evaluator.evaluate(r.ctx, r.evalLoader, r.validData.Name())
 	if err != nil {
 		if cerr := r.ctx.Err(); cerr != nil {
-			err = fmt.Errorf("train: interrupted while evaluating epoch %d/%d: %w", e+1, r.cfg.Epochs, cerr)
-			if serr := r.saveMidEpoch(); serr != nil {
-				err = fmt.Errorf("%w (and saving a checkpoint failed: %v)", err, serr)
-			}
-			return er, err
+			return er, fmt.Errorf("interrupted while evaluating epoch %d/%d (its training is saved): %w",
+				e+1, r.cfg.Epochs, cerr)
 		}
-		return er, fmt.Errorf("train: evaluating epoch %d/%d: %w", e+1, r.cfg.Epochs, err)
+		return er, fmt.Errorf("evaluating epoch %d/%d (its training is saved): %w", e+1, r.cfg.Epochs, err)
 	}
 	er.Seconds = time.Since(epochStart).Seconds()
 
@@ -904,13 +933,13 @@ func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 		return writeCheckpoint(r.store, r.latestDir, name, st, KeepCheckpoints)
 	})
 	if err != nil {
-		return er, fmt.Errorf("train: saving the checkpoint of epoch %d: %w", e+1, err)
+		return er, fmt.Errorf("saving the checkpoint of epoch %d: %w", e+1, err)
 	}
 	r.savedStep = 0
 	if newBest {
 		r.result.BestValidError, r.result.BestEpoch, r.bestCheckpoint = er.ValidError, e+1, name
 		if err := copyCheckpoint(r.latestDir, name, r.bestDir); err != nil {
-			return er, fmt.Errorf("train: saving the best checkpoint (epoch %d): %w", e+1, err)
+			return er, fmt.Errorf("saving the best checkpoint (epoch %d): %w", e+1, err)
 		}
 	}
 	return er, nil

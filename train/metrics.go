@@ -22,16 +22,16 @@ const ErrorMetricType = "error"
 // classLabels checks logits [B, C] and integer labels [B] (or [B, 1]) and returns the labels as [B].
 func classLabels(logits, labels *Node) *Node {
 	if logits.Rank() != 2 {
-		exceptions.Panicf("train: logits must be shaped [batch, classes], got %s", logits.Shape())
+		exceptions.Panicf("logits must be shaped [batch, classes], got %s", logits.Shape())
 	}
 	if !labels.DType().IsInt() {
-		exceptions.Panicf("train: labels must be integers, got %s", labels.Shape())
+		exceptions.Panicf("labels must be integers, got %s", labels.Shape())
 	}
 	if labels.Rank() == 2 && labels.Shape().Dim(1) == 1 {
 		labels = Reshape(labels, labels.Shape().Dim(0))
 	}
 	if labels.Rank() != 1 || labels.Shape().Dim(0) != logits.Shape().Dim(0) {
-		exceptions.Panicf("train: labels must be shaped [%d] (or [%d, 1]) for logits %s, got %s",
+		exceptions.Panicf("labels must be shaped [%d] (or [%d, 1]) for logits %s, got %s",
 			logits.Shape().Dim(0), logits.Shape().Dim(0), logits.Shape(), labels.Shape())
 	}
 	return labels
@@ -46,10 +46,10 @@ func classLabels(logits, labels *Node) *Node {
 func SoftmaxCrossEntropy(logits, labels *Node, labelSmoothing float64) *Node {
 	labels = classLabels(logits, labels)
 	if labelSmoothing < 0 || labelSmoothing > 1 || math.IsNaN(labelSmoothing) {
-		exceptions.Panicf("train: label smoothing must be in [0, 1], got %g", labelSmoothing)
+		exceptions.Panicf("label smoothing must be in [0, 1], got %g", labelSmoothing)
 	}
 	if !logits.DType().IsFloat() {
-		exceptions.Panicf("train: logits must be floats, got %s", logits.Shape())
+		exceptions.Panicf("logits must be floats, got %s", logits.Shape())
 	}
 	logits = upcast(logits)
 	numClasses := logits.Shape().Dim(1)
@@ -79,7 +79,7 @@ func upcast(x *Node) *Node {
 func CrossEntropyLoss(labelSmoothing float64) loss.LossFn {
 	return func(labels, predictions []*Node) *Node {
 		if len(labels) < 1 || len(predictions) < 1 {
-			exceptions.Panicf("train: CrossEntropyLoss needs one labels and one logits tensor, got %d and %d",
+			exceptions.Panicf("CrossEntropyLoss needs one labels and one logits tensor, got %d and %d",
 				len(labels), len(predictions))
 		}
 		eps := labelSmoothing
@@ -100,7 +100,7 @@ func CrossEntropyLoss(labelSmoothing float64) loss.LossFn {
 // counts as an error. It panics for k < 1 or bad shapes.
 func TopKError(logits, labels *Node, k int) *Node {
 	if k < 1 {
-		exceptions.Panicf("train: top-k error needs k >= 1, got %d", k)
+		exceptions.Panicf("top-k error needs k >= 1, got %d", k)
 	}
 	labels = classLabels(logits, labels)
 	logits = upcast(logits)
@@ -119,7 +119,7 @@ func TopKError(logits, labels *Node, k int) *Node {
 func topKErrorPercentFn(k int) metric.BaseMetricGraph {
 	return func(_ *model.Scope, labels, predictions []*Node) *Node {
 		if len(labels) < 1 || len(predictions) < 1 {
-			exceptions.Panicf("train: top-%d error metric needs labels and logits", k)
+			exceptions.Panicf("top-%d error metric needs labels and logits", k)
 		}
 		return MulScalar(ReduceAllMean(TopKError(predictions[0], labels[0], k)), 100)
 	}

@@ -281,31 +281,31 @@ func learningRateVar(store *model.Store, dtype dtypes.DType, initialValue float6
 // configured initial value).
 func SetLearningRate(store *model.Store, lr float64) error {
 	if lr < 0 || math.IsNaN(lr) || math.IsInf(lr, 0) {
-		return fmt.Errorf("train: invalid learning rate %g, expected a finite value >= 0", lr)
+		return fmt.Errorf("invalid learning rate %g, expected a finite value >= 0", lr)
 	}
 	v := store.GetVariable(LearningRatePath)
 	if v == nil {
 		t, err := tensors.FromAnyValue(shapes.CastAsDType(lr, DefaultLearningRateDType))
 		if err != nil {
-			return fmt.Errorf("train: creating learning rate variable %q: %w", LearningRatePath, err)
+			return fmt.Errorf("creating learning rate variable %q: %w", LearningRatePath, err)
 		}
 		v, err = store.CreateVariable(LearningRatePath, t)
 		if err != nil {
-			return fmt.Errorf("train: creating learning rate variable %q: %w", LearningRatePath, err)
+			return fmt.Errorf("creating learning rate variable %q: %w", LearningRatePath, err)
 		}
 		v.SetTrainable(false)
 		return nil
 	}
 	if !v.Shape().IsScalar() || !v.DType().IsFloat() {
-		return fmt.Errorf("train: learning rate variable %q has shape %s, expected a float scalar",
+		return fmt.Errorf("learning rate variable %q has shape %s, expected a float scalar",
 			LearningRatePath, v.Shape())
 	}
 	t, err := tensors.FromAnyValue(shapes.CastAsDType(lr, v.DType()))
 	if err != nil {
-		return fmt.Errorf("train: converting learning rate %g to %s: %w", lr, v.DType(), err)
+		return fmt.Errorf("converting learning rate %g to %s: %w", lr, v.DType(), err)
 	}
 	if err := v.SetValue(t); err != nil {
-		return fmt.Errorf("train: setting learning rate variable %q: %w", LearningRatePath, err)
+		return fmt.Errorf("setting learning rate variable %q: %w", LearningRatePath, err)
 	}
 	v.SetTrainable(false) // Variables restored by a checkpoint loader start as trainable.
 	return nil
@@ -316,18 +316,18 @@ func SetLearningRate(store *model.Store, lr float64) error {
 func LearningRate(store *model.Store) (float64, error) {
 	v := store.GetVariable(LearningRatePath)
 	if v == nil {
-		return 0, fmt.Errorf("train: learning rate variable %q not found", LearningRatePath)
+		return 0, fmt.Errorf("learning rate variable %q not found", LearningRatePath)
 	}
 	if !v.HasValue() {
-		return 0, fmt.Errorf("train: learning rate variable %q has no value", LearningRatePath)
+		return 0, fmt.Errorf("learning rate variable %q has no value", LearningRatePath)
 	}
 	if !v.Shape().IsScalar() {
-		return 0, fmt.Errorf("train: learning rate variable %q has shape %s, expected a scalar",
+		return 0, fmt.Errorf("learning rate variable %q has shape %s, expected a scalar",
 			LearningRatePath, v.Shape())
 	}
 	t, err := v.Value()
 	if err != nil {
-		return 0, fmt.Errorf("train: reading learning rate variable %q: %w", LearningRatePath, err)
+		return 0, fmt.Errorf("reading learning rate variable %q: %w", LearningRatePath, err)
 	}
 	return scalarToFloat64(t.Value())
 }
@@ -346,5 +346,5 @@ func scalarToFloat64(x any) (float64, error) {
 	if rv.IsValid() && rv.CanConvert(reflect.TypeFor[float64]()) {
 		return rv.Convert(reflect.TypeFor[float64]()).Float(), nil
 	}
-	return 0, fmt.Errorf("train: learning rate value %v of type %T is not a number", x, x)
+	return 0, fmt.Errorf("learning rate value %v of type %T is not a number", x, x)
 }

@@ -94,7 +94,7 @@ func openResults(dir string, history []EpochResult) (*resultsWriter, error) {
 		_ = cw.Write(h.csvRow())
 		b, err := json.Marshal(h)
 		if err != nil {
-			return nil, fmt.Errorf("train: encoding %s: %w", ResultsJSONFile, err)
+			return nil, fmt.Errorf("encoding %s: %w", ResultsJSONFile, err)
 		}
 		jsonBuf.Write(append(b, '\n'))
 	}
@@ -107,12 +107,12 @@ func openResults(dir string, history []EpochResult) (*resultsWriter, error) {
 	}{{ResultsFile, csvBuf.Bytes(), &w.csvFile}, {ResultsJSONFile, jsonBuf.Bytes(), &w.jsonl}} {
 		if _, err := writeBytesAtomic(dir, f.name, f.b); err != nil {
 			_ = w.close()
-			return nil, fmt.Errorf("train: writing %s: %w", f.name, err)
+			return nil, fmt.Errorf("writing %s: %w", f.name, err)
 		}
 		file, err := os.OpenFile(filepath.Join(dir, f.name), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			_ = w.close()
-			return nil, fmt.Errorf("train: opening %s: %w", f.name, err)
+			return nil, fmt.Errorf("opening %s: %w", f.name, err)
 		}
 		*f.dst = file
 	}
@@ -126,14 +126,14 @@ func (w *resultsWriter) write(r EpochResult) error {
 	_ = cw.Write(r.csvRow())
 	cw.Flush()
 	if err := appendSync(w.csvFile, buf.Bytes()); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ResultsFile, err)
+		return fmt.Errorf("writing %s: %w", ResultsFile, err)
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("train: encoding %s: %w", ResultsJSONFile, err)
+		return fmt.Errorf("encoding %s: %w", ResultsJSONFile, err)
 	}
 	if err := appendSync(w.jsonl, append(b, '\n')); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ResultsJSONFile, err)
+		return fmt.Errorf("writing %s: %w", ResultsJSONFile, err)
 	}
 	return nil
 }
@@ -151,7 +151,7 @@ func (w *resultsWriter) close() error {
 	for _, f := range []**os.File{&w.csvFile, &w.jsonl} {
 		if *f != nil {
 			if err := (*f).Close(); err != nil && first == nil {
-				first = fmt.Errorf("train: closing %s: %w", filepath.Base((*f).Name()), err)
+				first = fmt.Errorf("closing %s: %w", filepath.Base((*f).Name()), err)
 			}
 			*f = nil
 		}
@@ -164,7 +164,7 @@ func ReadResults(runDir string) ([]EpochResult, error) {
 	path := filepath.Join(runDir, ResultsJSONFile)
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+		return nil, fmt.Errorf("%w", err)
 	}
 	defer f.Close()
 	var out []EpochResult
@@ -176,7 +176,7 @@ func ReadResults(runDir string) ([]EpochResult, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("train: %s: line %d: %w", path, len(out)+1, err)
+			return nil, fmt.Errorf("%s: line %d: %w", path, len(out)+1, err)
 		}
 		out = append(out, r)
 	}

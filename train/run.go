@@ -1,12 +1,12 @@
 package train
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/compute"
@@ -24,32 +24,26 @@ func ReadRunConfig(dir string) (models.Config, error) {
 	path := filepath.Join(dir, ConfigFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return models.Config{}, fmt.Errorf("train: run directory %s: %w", dir, err)
+		return models.Config{}, fmt.Errorf("run directory %s: %w", dir, err)
 	}
 	// Only the model config matters here: the other keys of config.json describe the run.
 	var file struct {
 		Model json.RawMessage `json:"model"`
 	}
 	if err := json.Unmarshal(b, &file); err != nil {
-		return models.Config{}, fmt.Errorf("train: %s: %w", path, err)
+		return models.Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return decodeModelConfig(path, file.Model)
 }
 
-// decodeModelConfig decodes the "model" value of config.json, applies the defaults and validates it.
+// decodeModelConfig decodes the "model" value of config.json with models.ParseConfig.
 func decodeModelConfig(path string, raw json.RawMessage) (models.Config, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return models.Config{}, fmt.Errorf("train: %s: no \"model\" config", path)
+		return models.Config{}, fmt.Errorf("%s: no \"model\" config", path)
 	}
-	var cfg models.Config
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
-	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return models.Config{}, fmt.Errorf("train: %s: model config: %w", path, err)
+	cfg, err := models.ParseConfig(raw)
+	if err != nil {
+		return models.Config{}, fmt.Errorf("%s: model config: %w", path, err)
 	}
 	return cfg, nil
 }
@@ -59,17 +53,17 @@ func readRunConfigFile(dir string) (runConfigFile, error) {
 	path := filepath.Join(dir, ConfigFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return runConfigFile{}, fmt.Errorf("train: run directory %s: %w", dir, err)
+		return runConfigFile{}, fmt.Errorf("run directory %s: %w", dir, err)
 	}
 	var file runConfigFile
 	if err := json.Unmarshal(b, &file); err != nil {
-		return runConfigFile{}, fmt.Errorf("train: %s: %w", path, err)
+		return runConfigFile{}, fmt.Errorf("%s: %w", path, err)
 	}
 	var raw struct {
 		Model json.RawMessage `json:"model"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return runConfigFile{}, fmt.Errorf("train: %s: %w", path, err)
+		return runConfigFile{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if file.Model, err = decodeModelConfig(path, raw.Model); err != nil {
 		return runConfigFile{}, err
@@ -107,15 +101,15 @@ func RunCheckpointDir(dir string, best bool) string {
 // checkpoint handler, the store's loader: store.IterVariables lists the model variables only.
 func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *model.Store, error) {
 	if backend == nil {
-		return models.Config{}, nil, errors.New("train: load run: nil backend")
+		return models.Config{}, nil, errors.New("load run: nil backend")
 	}
 	ckptDir := RunCheckpointDir(dir, best)
 	names, err := listCheckpoints(ckptDir)
 	if err != nil {
-		return models.Config{}, nil, fmt.Errorf("train: run directory %s: listing checkpoints: %w", dir, err)
+		return models.Config{}, nil, fmt.Errorf("run directory %s: listing checkpoints: %w", dir, err)
 	}
 	if len(names) == 0 {
-		return models.Config{}, nil, fmt.Errorf("train: run directory %s: no checkpoint in %s", dir, ckptDir)
+		return models.Config{}, nil, fmt.Errorf("run directory %s: no checkpoint in %s", dir, ckptDir)
 	}
 	cfg, err := ReadRunConfig(dir)
 	if err != nil {
@@ -126,11 +120,11 @@ func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *mo
 		return models.Config{}, nil, err
 	}
 	if err := createVariables(backend, store, cfg); err != nil {
-		return models.Config{}, nil, fmt.Errorf("train: run directory %s: the checkpoint in %s does not fit the model of %s: %w",
+		return models.Config{}, nil, fmt.Errorf("run directory %s: the checkpoint in %s does not fit the model of %s: %w",
 			dir, ckptDir, ConfigFile, err)
 	}
 	if missing := variablesWithoutValue(store); len(missing) > 0 {
-		return models.Config{}, nil, fmt.Errorf("train: run directory %s: the checkpoint in %s does not fit the model of %s: "+
+		return models.Config{}, nil, fmt.Errorf("run directory %s: the checkpoint in %s does not fit the model of %s: "+
 			"it has no value for %s", dir, ckptDir, ConfigFile, listSome(missing, 3))
 	}
 	return cfg, store, nil
@@ -155,14 +149,14 @@ func createVariables(backend compute.Backend, store *model.Store, cfg models.Con
 // interop.ImportStateWith, before saving the store with WriteRun.
 func NewModelStore(backend compute.Backend, cfg models.Config) (*model.Store, error) {
 	if backend == nil {
-		return nil, errors.New("train: nil backend")
+		return nil, errors.New("nil backend")
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("train: model %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("model %s: %w", cfg.Name, err)
 	}
 	store := model.NewStore()
 	if err := createVariables(backend, store, cfg); err != nil {
-		return nil, fmt.Errorf("train: model %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("model %s: %w", cfg.Name, err)
 	}
 	return store, nil
 }
@@ -200,24 +194,24 @@ type importedRunFile struct {
 // it must not hold checkpoints already.
 func WriteRun(dir string, modelCfg models.Config, store *model.Store, source string) error {
 	if err := modelCfg.Validate(); err != nil {
-		return fmt.Errorf("train: model %s: %w", modelCfg.Name, err)
+		return fmt.Errorf("model %s: %w", modelCfg.Name, err)
 	}
 	if missing := variablesWithoutValue(store); len(missing) > 0 {
-		return fmt.Errorf("train: writing run directory %s: no value for %s", dir, listSome(missing, 3))
+		return fmt.Errorf("writing run directory %s: no value for %s", dir, listSome(missing, 3))
 	}
 	latestDir, bestDir := filepath.Join(dir, LatestDir), filepath.Join(dir, BestDir)
 	for _, d := range []string{latestDir, bestDir} {
 		names, err := listCheckpoints(d)
 		if err != nil {
-			return fmt.Errorf("train: run directory %s: %w", dir, err)
+			return fmt.Errorf("run directory %s: %w", dir, err)
 		}
 		if len(names) > 0 {
-			return fmt.Errorf("train: run directory %s already holds checkpoints in %s: choose a new run directory",
+			return fmt.Errorf("run directory %s already holds checkpoints in %s: choose a new run directory",
 				dir, d)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("train: creating run directory: %w", err)
+		return fmt.Errorf("creating run directory: %w", err)
 	}
 	desc := importedRunFile{
 		runConfigFile: runConfigFile{
@@ -229,10 +223,10 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	}
 	b, err := json.MarshalIndent(desc, "", "  ")
 	if err != nil {
-		return fmt.Errorf("train: encoding %s: %w", ConfigFile, err)
+		return fmt.Errorf("encoding %s: %w", ConfigFile, err)
 	}
 	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
-		return fmt.Errorf("train: writing %s: %w", ConfigFile, err)
+		return fmt.Errorf("writing %s: %w", ConfigFile, err)
 	}
 	var name string
 	err = catch(func() error {
@@ -247,7 +241,28 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 		return err
 	}
 	if err := copyCheckpoint(latestDir, name, bestDir); err != nil {
-		return fmt.Errorf("train: %w", err)
+		return fmt.Errorf("%w", err)
 	}
 	return nil
+}
+
+// runFiles are the files Run writes at the top of a run directory.
+var runFiles = []string{ConfigFile, ClassesFile, ResultsFile, ResultsJSONFile}
+
+// ProtectedRunFile returns why the file at path must not be replaced by another command's output, or "": it
+// is one of the files Run writes in a run directory (a directory with a config.json), or a file of its
+// checkpoint directories.
+func ProtectedRunFile(path string) string {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	isRun := func(d string) bool {
+		st, err := os.Stat(filepath.Join(d, ConfigFile))
+		return err == nil && !st.IsDir()
+	}
+	if slices.Contains(runFiles, base) && isRun(dir) {
+		return fmt.Sprintf("the %s of run directory %s", base, dir)
+	}
+	if sub := filepath.Base(dir); (sub == LatestDir || sub == BestDir) && isRun(filepath.Dir(dir)) {
+		return fmt.Sprintf("a file of the checkpoints (%s) of run directory %s", sub, filepath.Dir(dir))
+	}
+	return ""
 }

@@ -151,7 +151,11 @@ func ParseSchedule(kind string, base float64, epochs int, milestones []int, gamm
 		return nil, fmt.Errorf("schedule: invalid warmup epochs %g, expected a finite value >= 0", warmupEpochs)
 	}
 	var s Schedule
-	switch strings.ToLower(strings.TrimSpace(kind)) {
+	kind = strings.ToLower(strings.TrimSpace(kind))
+	if len(milestones) > 0 && (kind == "cosine" || kind == "constant") {
+		return nil, fmt.Errorf("schedule: milestones %v are only for the multistep schedule, not %s", milestones, kind)
+	}
+	switch kind {
 	case "multistep":
 		if gamma <= 0 || math.IsNaN(gamma) || math.IsInf(gamma, 0) {
 			return nil, fmt.Errorf("schedule: invalid gamma %g for multistep, expected a finite value > 0", gamma)
@@ -162,13 +166,16 @@ func ParseSchedule(kind string, base float64, epochs int, milestones []int, gamm
 			}
 			milestones = []int{epochs / 2, epochs * 3 / 4}
 		} else {
-			for _, m := range milestones {
+			for i, m := range milestones {
 				if m < 0 {
 					return nil, fmt.Errorf("schedule: invalid milestone %d, expected >= 0", m)
 				}
+				if i > 0 && m <= milestones[i-1] {
+					return nil, fmt.Errorf("schedule: milestones %v: want increasing epochs, got %d after %d",
+						milestones, m, milestones[i-1])
+				}
 			}
 			milestones = slices.Clone(milestones)
-			slices.Sort(milestones)
 		}
 		s = MultiStep{Base: base, Milestones: milestones, Gamma: gamma}
 	case "cosine":

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -60,32 +59,20 @@ func runHeatmap(args []string, stdout, stderr io.Writer) int {
 	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout) })
 }
 
-// checkAnalysisRunDir checks that --run names an existing directory.
-func checkAnalysisRunDir(dir string) error {
-	if dir == "" {
-		return usagef("--run is required")
+// figureOutput applies the output-file rule to the figure --out and returns the file to write and its
+// format.
+func figureOutput(out string) (target, format string, err error) {
+	if target, err = outputFile("--out", out, "figure", ".png", ".svg"); err != nil {
+		return "", "", err
 	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return usagef("--run %s: no such run directory", dir)
+	if format, err = analysis.FormatFromPath(out); err != nil {
+		return "", "", usagef("--out: %v", err)
 	}
-	if !fi.IsDir() {
-		return usagef("--run %s is not a directory", dir)
-	}
-	return nil
-}
-
-// figureFormat returns the figure format of --out.
-func figureFormat(out string) (string, error) {
-	f, err := analysis.FormatFromPath(out)
-	if err != nil {
-		return "", usagef("--out: %v", err)
-	}
-	return f, nil
+	return target, format, nil
 }
 
 func (o *heatmapOptions) execute(stdout io.Writer) error {
-	if err := checkAnalysisRunDir(o.run); err != nil {
+	if err := checkRunDirExists("--run", o.run); err != nil {
 		return err
 	}
 	re, err := regexp.Compile(o.layers)
@@ -96,9 +83,15 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 	if out == "" {
 		out = filepath.Join(o.run, defaultHeatmapFile)
 	}
-	format, err := figureFormat(out)
+	target, format, err := figureOutput(out)
 	if err != nil {
 		return err
+	}
+	csvTarget := ""
+	if o.csv != "" {
+		if csvTarget, err = outputFile("--csv", o.csv, "CSV", ".csv"); err != nil {
+			return err
+		}
 	}
 	backend, err := newBackend(io.Discard)
 	if err != nil {
@@ -136,16 +129,16 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 	if err := analysis.RenderHeatmaps(maps, &fig, format); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, fig.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", out, err)
+	if err := writeOutput(target, fig.Bytes()); err != nil {
+		return err
 	}
 	if o.csv != "" {
 		var b bytes.Buffer
 		if err := analysis.WriteCSV(maps, &b); err != nil {
 			return err
 		}
-		if err := os.WriteFile(o.csv, b.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", o.csv, err)
+		if err := writeOutput(csvTarget, b.Bytes()); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(stdout, "%-32s %-9s %4s %5s %7s %7s %11s\n", "LAYER", "AGG", "K", "C_IN", "FILTERS", "WINDOW", "UTILIZATION")
@@ -205,8 +198,8 @@ func (o *plotOptions) execute(stdout io.Writer) error {
 		return usagef("--run is required")
 	}
 	for _, dir := range o.runs {
-		if err := checkAnalysisRunDir(dir); err != nil {
-			return err
+		if err := checkRunDirExists("--run", dir); err != nil && !fileExists(filepath.Join(dir, train.ResultsFile)) {
+			return err // plot reads results.csv only: a directory holding one is enough.
 		}
 	}
 	out := o.out
@@ -216,7 +209,7 @@ func (o *plotOptions) execute(stdout io.Writer) error {
 		}
 		out = filepath.Join(o.runs[0], defaultCurvesFile)
 	}
-	format, err := figureFormat(out)
+	target, format, err := figureOutput(out)
 	if err != nil {
 		return err
 	}
@@ -230,12 +223,12 @@ func (o *plotOptions) execute(stdout io.Writer) error {
 	if err := analysis.PlotCurves(runs, &fig, format); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, fig.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", out, err)
+	if err := writeOutput(target, fig.Bytes()); err != nil {
+		return err
 	}
 	for _, r := range runs {
 		if n := len(r.Epoch); n > 0 {
-			fmt.Fprintf(stdout, "%s (%s): %d epochs, final valid error %.2f%%, best %.2f%%\n", r.Name, r.Dir, n,
+			fmt.Fprintf(stdout, "%s (%s): %s, final valid error %.2f%%, best %.2f%%\n", r.Name, r.Dir, epochsString(n),
 				r.ValidError[n-1], lowestError(r.ValidError))
 		} else {
 			fmt.Fprintf(stdout, "%s (%s): no epoch yet\n", r.Name, r.Dir)

@@ -202,6 +202,12 @@ func testPlotCommand(t *testing.T, runDir string) {
 func testAnalysisBadInputs(t *testing.T, runDir string) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	empty := t.TempDir()
+	noCheckpoint := t.TempDir() // A run directory with only its config.json.
+	if b, err := os.ReadFile(filepath.Join(runDir, "config.json")); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(noCheckpoint, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -209,15 +215,17 @@ func testAnalysisBadInputs(t *testing.T, runDir string) {
 		want string
 	}{
 		{"heatmap no run", []string{"heatmap"}, 2, "--run is required"},
-		{"heatmap missing run", []string{"heatmap", "--run", missing}, 2, "no such run directory"},
-		{"heatmap no checkpoint", []string{"heatmap", "--run", empty}, 1, "no checkpoint"},
+		{"heatmap missing run", []string{"heatmap", "--run", missing}, 2, "no such directory"},
+		{"heatmap empty run", []string{"heatmap", "--run", empty}, 2, "not a run directory (no config.json)"},
+		{"heatmap no checkpoint", []string{"heatmap", "--run", noCheckpoint}, 1, "no checkpoint"},
 		{"heatmap no layer", []string{"heatmap", "--run", runDir, "--layers", "Nope"}, 2, "matches none"},
 		{"heatmap bad regexp", []string{"heatmap", "--run", runDir, "--layers", "("}, 2, "--layers"},
 		{"heatmap bad extension", []string{"heatmap", "--run", runDir, "--out", filepath.Join(empty, "x.gif")}, 2, ".gif"},
-		{"heatmap no extension", []string{"heatmap", "--run", runDir, "--out", filepath.Join(empty, "x")}, 2, "extension"},
+		{"heatmap no extension", []string{"heatmap", "--run", runDir, "--out", filepath.Join(empty, "x")}, 2, "want a figure file"},
 		{"plot no run", []string{"plot"}, 2, "--run is required"},
-		{"plot missing run", []string{"plot", "--run", missing}, 2, "no such run directory"},
-		{"plot no results", []string{"plot", "--run", empty}, 1, "results.csv"},
+		{"plot missing run", []string{"plot", "--run", missing}, 2, "no such directory"},
+		{"plot empty run", []string{"plot", "--run", empty}, 2, "not a run directory (no config.json)"},
+		{"plot no results", []string{"plot", "--run", noCheckpoint}, 1, "results.csv"},
 		{"plot two runs no out", []string{"plot", "--run", runDir, "--run", runDir}, 2, "--out is required"},
 		{"plot bad extension", []string{"plot", "--run", runDir, "--out", "c.jpg"}, 2, ".jpg"},
 	}

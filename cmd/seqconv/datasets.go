@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -205,9 +206,11 @@ type loadedData struct {
 // loadData loads the dataset of spec (from dataDir for CIFAR) as train.Datasets: the training and
 // the evaluation sets, or with evalOnly the evaluation set only. Images are served at the model's
 // resolution res by the transforms of image folders (and with p.rrc of in-memory sets). classes,
-// if not nil, are the class folders an image folder must have (a run's classes.json).
+// if not nil, are the class folders an image folder must have (a run's classes.json). With badImages
+// not nil, the bad images of an image folder (empty, undecodable, too large) are skipped, with a warning
+// there; otherwise a bad image is an error naming the file.
 func loadData(spec dataSpec, dataDir string, p pipeline, res, workers int, evalOnly bool,
-	classes []string) (*loadedData, error) {
+	classes []string, badImages io.Writer) (*loadedData, error) {
 	switch spec.kind {
 	case kindMNIST, kindCIFAR10, kindCIFAR100:
 		var trainSet, testSet *data.ImageSet
@@ -222,9 +225,9 @@ func loadData(spec dataSpec, dataDir string, p pipeline, res, workers int, evalO
 		}
 		if err != nil {
 			if spec.kind != kindMNIST {
-				return nil, fmt.Errorf("loading %s from %s (set --data-dir or $%s): %w", spec.name, dataDir, dataDirEnvVar, err)
+				return nil, fmt.Errorf("%w (set --data-dir or $%s)", err, dataDirEnvVar)
 			}
-			return nil, fmt.Errorf("loading %s: %w", spec.name, err)
+			return nil, err
 		}
 		out := &loadedData{evalSplit: "test"}
 		if !p.rrc {
@@ -255,8 +258,16 @@ func loadData(spec dataSpec, dataDir string, p pipeline, res, workers int, evalO
 				Augment: p.aug})
 		}
 		name := filepath.Base(spec.name)
+		skip := data.FolderOptions{}
+		if badImages != nil {
+			skip.SkipBadImages = true
+			skip.Logf = func(format string, args ...any) {
+				fmt.Fprintf(badImages, "seqconv: warning: "+format+"\n", args...)
+			}
+		}
 		if !evalOnly {
-			trainSet, valSet, err := data.LoadImageNet(spec.name, data.FolderOptions{Name: name, Workers: workers})
+			trainSet, valSet, err := data.LoadImageNet(spec.name, data.FolderOptions{Name: name, Workers: workers,
+				SkipBadImages: skip.SkipBadImages, Logf: skip.Logf})
 			if err != nil {
 				return nil, err
 			}
@@ -267,7 +278,7 @@ func loadData(spec dataSpec, dataDir string, p pipeline, res, workers int, evalO
 			root, split = spec.name, filepath.Base(spec.name)
 		}
 		valSet, err := data.LoadImageFolder(root, data.FolderOptions{Name: name + "-" + split, Classes: classes,
-			Workers: workers})
+			Workers: workers, SkipBadImages: skip.SkipBadImages, Logf: skip.Logf})
 		if err != nil {
 			return nil, err
 		}
@@ -303,4 +314,19 @@ func checkModelFits(modelName string, modelChannels, modelClasses int, ds train.
 			modelClasses, dataName, ds.NumClasses(), ds.NumClasses())
 	}
 	return nil
+}
+
+// addSkipBadImagesFlag registers --skip-bad-images on fs.
+func addSkipBadImagesFlag(fs *flagSet, skip *bool) {
+	fs.BoolVar(skip, "skip-bad-images", false, "image folders: skip the images that cannot be decoded (empty, "+
+		"corrupt or too large), with a warning for each, instead of stopping at the first")
+}
+
+// badImagesLog is where loadData logs skipped bad images: w with --skip-bad-images, else nil (a bad image is
+// an error).
+func badImagesLog(skip bool, w io.Writer) io.Writer {
+	if !skip {
+		return nil
+	}
+	return w
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"maps"
+	"math"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/seqconv/seqconv/train"
@@ -22,6 +25,7 @@ func init() {
 type evalOptions struct {
 	run, data, dataDir   string
 	best, jsonOut        bool
+	skipBad              bool
 	batch, maxImages, wk int
 }
 
@@ -44,19 +48,57 @@ resolution for image folders (and for runs trained with the rrc augmentation).`)
 	fs.IntVar(&o.maxImages, "max-images", 0, "evaluate the first N images only (0: all)")
 	fs.IntVar(&o.wk, "workers", 0, "data-loading goroutines (0: one per CPU)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
+	addSkipBadImagesFlag(fs, &o.skipBad)
 	return fs
 }
 
-// evalResult is the --json output of "seqconv eval".
+// evalResult is the --json output of "seqconv eval". A non-finite metric is written as null, and
+// NonFinite says which and why.
 type evalResult struct {
-	Run        string  `json:"run"`
-	Checkpoint string  `json:"checkpoint"`
-	Data       string  `json:"data"`
-	Images     int     `json:"images"`
-	Loss       float64 `json:"loss"`
-	Top1Error  float64 `json:"top1_error"`
-	Top5Error  float64 `json:"top5_error"`
-	Seconds    float64 `json:"seconds"`
+	Run        string       `json:"run"`
+	Checkpoint string       `json:"checkpoint"`
+	Data       string       `json:"data"`
+	Images     int          `json:"images"`
+	Loss       finiteNumber `json:"loss"`
+	Top1Error  finiteNumber `json:"top1_error"`
+	Top5Error  finiteNumber `json:"top5_error"`
+	Seconds    float64      `json:"seconds"`
+	NonFinite  string       `json:"non_finite,omitempty"`
+}
+
+// finiteNumber is a float64 written to JSON as null when it is NaN or infinite (which JSON cannot
+// represent), and read back from null as NaN.
+type finiteNumber float64
+
+// MarshalJSON implements json.Marshaler.
+func (x finiteNumber) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(x))
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (x *finiteNumber) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*x = finiteNumber(math.NaN())
+		return nil
+	}
+	return json.Unmarshal(b, (*float64)(x))
+}
+
+// nonFiniteNote says which of the metrics are not finite, and why that happens, or "".
+func nonFiniteNote(metrics map[string]float64) string {
+	var bad []string
+	for _, name := range slices.Sorted(maps.Keys(metrics)) {
+		if x := metrics[name]; math.IsNaN(x) || math.IsInf(x, 0) {
+			bad = append(bad, fmt.Sprintf("%s is %v", name, x))
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return strings.Join(bad, ", ") + ": the model's outputs are not finite (diverged weights, or non-finite input)"
 }
 
 // runEval implements "seqconv eval".
@@ -72,8 +114,6 @@ func runEval(args []string, stdout, stderr io.Writer) int {
 // execute checks the flags and evaluates.
 func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
 	switch {
-	case o.run == "":
-		return usagef("--run is required: the run directory to evaluate")
 	case o.batch < 1:
 		return usagef("--batch must be >= 1, got %d", o.batch)
 	case o.maxImages < 0:
@@ -81,11 +121,8 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	case o.wk < 0:
 		return usagef("--workers must be >= 0 (0: one per CPU), got %d", o.wk)
 	}
-	if st, err := os.Stat(o.run); err != nil || !st.IsDir() {
-		return usagef("--run %s: no such run directory", o.run)
-	}
-	if _, err := os.Stat(filepath.Join(o.run, train.ConfigFile)); err != nil {
-		return usagef("--run %s: not a run directory (no %s)", o.run, train.ConfigFile)
+	if err := checkRunDirExists("--run", o.run); err != nil {
+		return err
 	}
 	cfg, err := train.ReadConfig(o.run)
 	if err != nil {
@@ -132,7 +169,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	sets, err := loadData(spec, dataDir, p, modelCfg.Resolution, o.wk, true, classes)
+	sets, err := loadData(spec, dataDir, p, modelCfg.Resolution, o.wk, true, classes, badImagesLog(o.skipBad, stderr))
 	if err != nil {
 		return err
 	}
@@ -168,8 +205,9 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		}
 		return err
 	}
-	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.name, Images: ds.Len(), Loss: loss,
-		Top1Error: top1, Top5Error: top5, Seconds: time.Since(start).Seconds()}
+	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.name, Images: ds.Len(), Loss: finiteNumber(loss),
+		Top1Error: finiteNumber(top1), Top5Error: finiteNumber(top5), Seconds: time.Since(start).Seconds(),
+		NonFinite: nonFiniteNote(map[string]float64{"loss": loss, "top1_error": top1, "top5_error": top5})}
 	if o.jsonOut {
 		b, err := json.Marshal(res)
 		if err != nil {
@@ -180,5 +218,8 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "loss %.4f  top-1 error %.2f%%  top-5 error %.2f%%  (%s images, %.1fs)\n",
 		loss, top1, top5, thousands(int64(res.Images)), res.Seconds)
+	if res.NonFinite != "" {
+		fmt.Fprintf(stderr, "seqconv: warning: %s\n", res.NonFinite)
+	}
 	return nil
 }

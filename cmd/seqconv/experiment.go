@@ -59,6 +59,7 @@ type experimentOptions struct {
 	quiet                                  bool
 
 	explicitOut           bool          // --out was given.
+	outDir                *outputDir    // --out, prepared by validate.
 	experiment            string        // the experiment's name.
 	base                  string        // the model's name, with its granularity when --granularity sets it.
 	windowedCfg, denseCfg models.Config // the two variants.
@@ -86,7 +87,7 @@ SeqConv layer reads: filter j of a layer reads the last g'*k channels of [x, E_0
 so once g'*k >= C_in + (n-1)*k it reads all of them, which is dense aggregation (Eq. 2). The
 experiment checks, from the built models' weight shapes, that every multi-filter SeqConv layer of
 the dense variant is dense.`)
-	fs.StringVar(&o.out, "out", "", "output directory (default "+defaultRunsDir+"/"+experimentWindowedVsDense+"-<timestamp>); it must not hold the runs of an earlier experiment")
+	fs.StringVar(&o.out, "out", "", "output directory (default "+defaultRunsDir+"/"+experimentWindowedVsDense+"-<timestamp>); it must be new or empty")
 	fs.IntVar(&o.epochs, "epochs", defaultExperimentEpochs, "training epochs of each run (>= 1)")
 	fs.IntVar(&o.maxTrain, "max-train-images", defaultExperimentTrainImages, "train on the first N of the 60,000 training images (0: all)")
 	fs.IntVar(&o.maxEval, "max-eval-images", 0, "evaluate on the first N of the 10,000 test images (0: all)")
@@ -128,7 +129,13 @@ func runExperiment(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	return runInterruptible(stderr, func(ctx context.Context) error { return o.execute(ctx, stdout, stderr) })
+	return runInterruptible(stderr, func(ctx context.Context) error {
+		err := o.execute(ctx, stdout, stderr)
+		if err != nil && o.outDir.removeIfUseless() {
+			return fmt.Errorf("%w (removed %s: no run was saved)", err, o.out)
+		}
+		return err
+	})
 }
 
 // validate checks the flags and builds the two model configs.
@@ -174,15 +181,8 @@ func (o *experimentOptions) validate() error {
 	if o.out == "" {
 		o.out = filepath.Join(defaultRunsDir, experimentWindowedVsDense+"-"+time.Now().Format("20060102-150405"))
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return usagef("--out %s: cannot create the directory: %v", o.out, err)
-	}
-	for _, v := range []string{variantWindowed, variantDense} {
-		if m, _ := filepath.Glob(filepath.Join(o.out, v, "*", "checkpoint-*.json")); len(m) > 0 {
-			return usagef("--out %s already holds the runs of an experiment (%s): choose a new directory", o.out, v)
-		}
-	}
-	return nil
+	o.outDir, err = prepareOutputDir("--out", o.out)
+	return err
 }
 
 // denseWindowGroups returns a window g' (in groups) that makes every windowed SeqConv layer of cfg
@@ -473,14 +473,6 @@ func (o *experimentOptions) execute(ctx context.Context, stdout, stderr io.Write
 	fmt.Fprintf(stdout, "wrote %s, %s, %s and %s\n", reportPath, summaryPath,
 		filepath.Join(o.out, variantWindowed+heatmapFileSuffix), filepath.Join(o.out, variantDense+heatmapFileSuffix))
 	return nil
-}
-
-// epochsString formats "1 epoch", "2 epochs".
-func epochsString(n int) string {
-	if n == 1 {
-		return "1 epoch"
-	}
-	return strconv.Itoa(n) + " epochs"
 }
 
 // gapTolerance is the smallest change of the windowed-minus-dense utilization gap that conclusion

@@ -196,7 +196,7 @@ func TestExperimentCommand(t *testing.T) {
 
 	// The same output directory again: refused before training.
 	code, stdout, stderr = runCLI(t, args...)
-	if code != 2 || !strings.Contains(stderr, "already holds") || stdout != "" {
+	if code != 2 || !strings.Contains(stderr, "is not empty") || stdout != "" {
 		t.Errorf("rerun into the same --out: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,9 +42,29 @@ func printFlagsUsage(w io.Writer, fs *flagSet) {
 		return
 	}
 	fmt.Fprintf(w, "Flags:\n")
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if def := f.DefValue; def != "" && def != "0" && def != "false" {
+			if name == "string" {
+				def = strconv.Quote(def)
+			}
+			fmt.Fprintf(w, " (default %s)", def)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// singleDashFlag matches a flag named with one dash in the flag package's messages ("-epochs").
+var singleDashFlag = regexp.MustCompile(`(^|[\s:])-([A-Za-z])`)
+
+// flagError rewrites a message of the flag package with flags named as "--flag", as in the help.
+func flagError(err error) string {
+	return singleDashFlag.ReplaceAllString(oneLine(err.Error()), "$1--$2")
 }
 
 // parseFlags parses args. It returns done=true with the exit code when the command must stop:
@@ -59,7 +80,7 @@ func parseFlags(fs *flagSet, args []string, stdout, stderr io.Writer) (code int,
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), oneLine(err.Error()))
+		fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), flagError(err))
 		printFlagsUsage(stderr, fs)
 		return exitUsage, true
 	}
@@ -108,10 +129,12 @@ func runInterruptible(stderr io.Writer, exec func(ctx context.Context) error) in
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := exec(ctx); err != nil {
-		printError(stderr, err)
 		if errors.Is(err, context.Canceled) {
+			// A clean interrupt: the message says where it stopped, not the context's error.
+			printError(stderr, errors.New(strings.ReplaceAll(err.Error(), ": "+context.Canceled.Error(), "")))
 			return exitInterrupted
 		}
+		printError(stderr, err)
 		return exitCode(err)
 	}
 	return exitOK

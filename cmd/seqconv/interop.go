@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +44,7 @@ const defaultInferBatch = 64
 type importOptions struct {
 	model, weights, out string
 	classes             int
+	allowNonFinite      bool
 }
 
 func newImportFlags(o *importOptions) *flagSet {
@@ -60,8 +59,10 @@ config and the weights as a GoMLX checkpoint in checkpoint/ and best/, which "se
 variable of the model, with its PyTorch shape, and every variable must be given.`)
 	fs.StringVar(&o.model, "model", "", "registered model name (see \"seqconv models\") or path to a JSON model config (required)")
 	fs.StringVar(&o.weights, "weights", "", "the state_dict .npz file (required)")
-	fs.StringVar(&o.out, "out", "", "run directory to write; it must not hold checkpoints already (required)")
+	fs.StringVar(&o.out, "out", "", "run directory to write; it must be new or empty (required)")
 	fs.IntVar(&o.classes, "classes", 0, "number of classes of the model (0: the model's own)")
+	fs.BoolVar(&o.allowNonFinite, "allow-non-finite", false, "import weights holding NaN or infinite values "+
+		"(refused by default: such a model computes nothing useful)")
 	return fs
 }
 
@@ -94,9 +95,19 @@ func (o *importOptions) execute(stdout, stderr io.Writer) error {
 	if err := checkInputFile("--weights", o.weights); err != nil {
 		return err
 	}
-	if err := checkNewRunDir(o.out); err != nil {
+	outDir, err := prepareOutputDir("--out", o.out)
+	if err != nil {
 		return err
 	}
+	if err := o.importInto(stdout, stderr, cfg); err != nil {
+		outDir.removeIfUseless()
+		return err
+	}
+	return nil
+}
+
+// importInto imports the weights into the prepared run directory --out.
+func (o *importOptions) importInto(stdout, stderr io.Writer, cfg models.Config) error {
 	backend, err := newBackend(stderr)
 	if err != nil {
 		return err
@@ -106,9 +117,17 @@ func (o *importOptions) execute(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	arrays, _, err := interop.ReadNPZ(o.weights)
+	arrays, keys, err := interop.ReadNPZ(o.weights)
 	if err != nil {
 		return fmt.Errorf("reading the weights: %w", err)
+	}
+	if !o.allowNonFinite {
+		for _, k := range keys {
+			if i, v, bad := interop.FirstNonFinite(arrays[k]); bad {
+				return fmt.Errorf("--weights %s: %q holds %v at %v: the weights must be finite (--allow-non-finite "+
+					"imports them anyway)", o.weights, k, v, interop.Position(arrays[k].Shape, i))
+			}
+		}
 	}
 	if err := interop.ImportStateWith(store, arrays, interop.OptionsFor(cfg)); err != nil {
 		return fmt.Errorf("importing %s into model %s: %w", o.weights, cfg.Name, shortStateError(err))
@@ -204,14 +223,19 @@ func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error
 	} else if onnxOnly != "" {
 		return usagef("%s applies to --format onnx only, not to %s", onnxOnly, format)
 	}
-	if err := checkRunDirExists(o.run); err != nil {
+	if err := checkRunDirExists("--run", o.run); err != nil {
 		return err
 	}
-	if err := checkNewOutputFile("--out", o.out); err != nil {
+	kind, ext := "PyTorch state_dict", ".npz"
+	if format == formatONNX {
+		kind, ext = "ONNX model", ".onnx"
+	}
+	out, err := outputFile("--out", o.out, kind, ext)
+	if err != nil {
 		return err
 	}
 	if format == formatONNX {
-		return o.exportONNX(stdout)
+		return o.exportONNX(stdout, out)
 	}
 	backend, err := newBackend(stderr)
 	if err != nil {
@@ -226,7 +250,7 @@ func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error
 	if err != nil {
 		return err
 	}
-	if err := interop.WriteNPZ(o.out, arrays, keys); err != nil {
+	if err := interop.WriteNPZ(out, arrays, keys); err != nil {
 		return fmt.Errorf("writing the weights to %s: %w", o.out, err)
 	}
 	fmt.Fprintf(stdout, "exported %d arrays of model %s from %s to %s\n", len(keys), cfg.Name,
@@ -234,9 +258,9 @@ func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error
 	return nil
 }
 
-// exportONNX writes the run's model as an ONNX file (see interop.WriteONNX), on ONNX Runtime whatever
-// engine $GOMLX_BACKEND selects.
-func (o *exportOptions) exportONNX(stdout io.Writer) error {
+// exportONNX writes the run's model as an ONNX file to out, a file outputFile returned (see
+// interop.WriteONNX), on ONNX Runtime whatever engine $GOMLX_BACKEND selects.
+func (o *exportOptions) exportONNX(stdout io.Writer, out string) error {
 	start := time.Now()
 	backend, err := engine.NewONNXRuntime()
 	if err != nil {
@@ -247,7 +271,7 @@ func (o *exportOptions) exportONNX(stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	info, err := interop.WriteONNXFile(o.out, backend, store, cfg, o.onnxOptions())
+	info, err := interop.WriteONNXFile(out, backend, store, cfg, o.onnxOptions())
 	if err != nil {
 		return fmt.Errorf("writing the ONNX model to %s: %w", o.out, err)
 	}
@@ -285,34 +309,6 @@ func exportFormat(flagFormat, out string) (string, error) {
 		return flagFormat, nil
 	}
 	return "", usagef("--format must be %s or %s, got %q", formatNPZ, formatONNX, flagFormat)
-}
-
-// checkNewOutputFile checks that the file given to the flag name can be written (see checkOutputFile) and may be
-// replaced: if it exists, it is a regular file (not a device such as /dev/null, a pipe or a socket) and
-// not a file of a run directory (one in a directory holding a run's config.json, or in the checkpoint
-// directories below it), which an export must never overwrite.
-func checkNewOutputFile(name, path string) error {
-	if err := checkOutputFile(name, path); err != nil {
-		return err
-	}
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return usagef("%s %s: %v", name, path, unwrapPathError(err))
-	}
-	if !st.Mode().IsRegular() {
-		return usagef("%s %s: not a regular file (%s), refusing to replace it", name, path, st.Mode().Type())
-	}
-	dir := filepath.Dir(path)
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if _, err := os.Stat(filepath.Join(d, train.ConfigFile)); err == nil &&
-			(d == dir || slices.Contains([]string{train.LatestDir, train.BestDir}, filepath.Base(dir))) {
-			return usagef("%s %s: a file of run directory %s, refusing to overwrite it: choose a new file", name, path, d)
-		}
-	}
-	return nil
 }
 
 // inferOptions are the flags of "seqconv infer".
@@ -353,13 +349,14 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 	if o.batch < 1 {
 		return usagef("--batch must be >= 1, got %d", o.batch)
 	}
-	if err := checkRunDirExists(o.run); err != nil {
+	if err := checkRunDirExists("--run", o.run); err != nil {
 		return err
 	}
 	if err := checkInputFile("--input", o.input); err != nil {
 		return err
 	}
-	if err := checkOutputFile("--output", o.output); err != nil {
+	output, err := outputFile("--output", o.output, ".npy array", ".npy")
+	if err != nil {
 		return err
 	}
 	cfg, err := train.ReadRunConfig(o.run)
@@ -373,6 +370,10 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 	images, n, err := nhwcImages(input, cfg)
 	if err != nil {
 		return fmt.Errorf("input %s: %w", o.input, err)
+	}
+	if i, v, bad := interop.FirstNonFinite(input); bad {
+		return fmt.Errorf("input %s: image %d holds %v at [N C H W] %v: want finite pixel values", o.input,
+			i/(input.Size()/n), v, interop.Position(input.Shape, i))
 	}
 	backend, err := newBackend(stderr)
 	if err != nil {
@@ -391,7 +392,7 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := interop.WriteNPYFile(o.output, out); err != nil {
+	if err := interop.WriteNPYFile(output, out); err != nil {
 		return fmt.Errorf("writing the logits to %s: %w", o.output, err)
 	}
 	fmt.Fprintf(stdout, "wrote the logits [%d %d] of %d images (model %s, %s) to %s\n", n, cfg.Classes, n, cfg.Name,
@@ -487,96 +488,6 @@ func inferLogits(backend compute.Backend, store *model.Store, cfg models.Config,
 		logits = append(logits, got...)
 	}
 	return logits, nil
-}
-
-// requireFlags takes pairs of flag names and values and returns a usageError naming the flags left empty.
-func requireFlags(nameValues ...string) error {
-	var missing []string
-	for i := 0; i+1 < len(nameValues); i += 2 {
-		if nameValues[i+1] == "" {
-			missing = append(missing, nameValues[i])
-		}
-	}
-	switch len(missing) {
-	case 0:
-		return nil
-	case 1:
-		return usagef("%s is required", missing[0])
-	}
-	return usagef("%s are required", strings.Join(missing, ", "))
-}
-
-// checkInputFile checks that the file given to flag exists and is a regular file.
-func checkInputFile(flag, path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return usagef("%s %s: %v", flag, path, unwrapPathError(err))
-	}
-	if st.IsDir() {
-		return usagef("%s %s: is a directory, want a file", flag, path)
-	}
-	return nil
-}
-
-// checkOutputFile checks that the file given to flag can be created: its directory exists and it is not a
-// directory.
-func checkOutputFile(flag, path string) error {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return usagef("%s %s: is a directory, want a file", flag, path)
-	}
-	parent := filepath.Dir(path)
-	st, err := os.Stat(parent)
-	if err != nil {
-		return usagef("%s %s: directory %s: %v", flag, path, parent, unwrapPathError(err))
-	}
-	if !st.IsDir() {
-		return usagef("%s %s: %s is not a directory", flag, path, parent)
-	}
-	return nil
-}
-
-// checkRunDirExists checks that --run names a directory with a config.json.
-func checkRunDirExists(dir string) error {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return usagef("--run %s: %v", dir, unwrapPathError(err))
-	}
-	if !st.IsDir() {
-		return usagef("--run %s: not a directory", dir)
-	}
-	if _, err := os.Stat(filepath.Join(dir, train.ConfigFile)); err != nil {
-		return usagef("--run %s: not a run directory: no %s", dir, train.ConfigFile)
-	}
-	return nil
-}
-
-// checkNewRunDir checks that --out can become a new run directory: not a file, and without checkpoints.
-func checkNewRunDir(dir string) error {
-	st, err := os.Stat(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return usagef("--out %s: %v", dir, unwrapPathError(err))
-	}
-	if !st.IsDir() {
-		return usagef("--out %s: is a file, want a (new) run directory", dir)
-	}
-	for _, sub := range []string{train.LatestDir, train.BestDir} {
-		if m, _ := filepath.Glob(filepath.Join(dir, sub, "checkpoint-*.json")); len(m) > 0 {
-			return usagef("--out %s already holds checkpoints (%s): choose a new run directory", dir, sub)
-		}
-	}
-	return nil
-}
-
-// unwrapPathError returns the cause of an *os.PathError (whose message repeats the path).
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // shortStateError formats an *interop.StateError listing several problems on one line, separated by "; ",

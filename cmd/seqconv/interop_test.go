@@ -150,7 +150,7 @@ func TestImportInferReference(t *testing.T) {
 
 	// The run directory now holds checkpoints: a second import into it is refused.
 	code, _, errOut := runCLI(t, "import", "--model", "seqresnet-cifar-demo", "--weights", demoWeights, "--out", runDir)
-	if code != exitUsage || !strings.Contains(errOut, "already holds checkpoints") || strings.Count(errOut, "\n") != 1 {
+	if code != exitUsage || !strings.Contains(errOut, "already holds a run") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("import into a used run directory: exit %d, stderr:\n%s", code, errOut)
 	}
 }
@@ -268,7 +268,7 @@ func TestInteropErrors(t *testing.T) {
 			exitUsage, []string{"unknown model"}},
 		{"import without flags", []string{"import"}, exitUsage, []string{"--model, --weights, --out are required"}},
 		{"import out is a file", []string{"import", "--model", "seqresnet-cifar-demo", "--weights", demoWeights, "--out", demoWeights},
-			exitUsage, []string{"--out", "is a file"}},
+			exitUsage, []string{"--out", "not a directory"}},
 		{"export not a run", []string{"export", "--run", notARun, "--out", filepath.Join(dir, "x.npz")},
 			exitUsage, []string{notARun, "config.json"}},
 		{"export missing run", []string{"export", "--run", "/nonexistent/run", "--out", filepath.Join(dir, "x.npz")},

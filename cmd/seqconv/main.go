@@ -20,9 +20,9 @@
 //	seqconv version            print the versions of seqconv, Go and GoMLX
 //	seqconv help [command]     print help
 //
-// The compute backend is chosen by $GOMLX_BACKEND: "go" (the default, pure Go) or "xla:<PJRT plugin>"
-// (for instance the absolute path of a CUDA PJRT plugin); if it cannot be created seqconv falls back to
-// the Go backend.
+// The compute backend is chosen by $GOMLX_BACKEND: "go" (pure Go), "onnx:..." or "xla:<PJRT plugin>" (for
+// instance the absolute path of a CUDA PJRT plugin); a backend named there that cannot be created is an
+// error. Without it, seqconv uses ONNX Runtime when it is installed, else the Go backend.
 package main
 
 import (
@@ -87,14 +87,17 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 		}
 	}()
 	if len(args) == 0 {
-		printUsage(stdout)
-		return exitOK
+		// As Go tools do: the usage, and the exit code of a usage error.
+		printUsage(stderr)
+		return exitUsage
 	}
 	name := args[0]
 	switch name {
 	case "-h", "-help", "--help":
 		printUsage(stdout)
 		return exitOK
+	case "-version", "--version":
+		return runVersion(args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == name {
@@ -106,20 +109,60 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	return exitUsage
 }
 
-// printUsage prints the top-level usage.
+// commandGroups orders the commands in the usage, by what they are for; commands in no group are listed
+// last, under "Other".
+var commandGroups = []struct {
+	title string
+	names []string
+}{
+	{"Training", []string{"train", "eval"}},
+	{"Models", []string{"models", "summary", "bench"}},
+	{"Weights", []string{"import", "export", "infer"}},
+	{"Analysis", []string{"heatmap", "plot", "report", "experiment"}},
+	{"Data", []string{"data"}},
+	{"Help", []string{"version", "help"}},
+}
+
+// printUsage prints the top-level usage: the commands by group.
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "seqconv trains and inspects Sequentially Aggregated Convolutional Networks (SeqConv).\n\n")
-	fmt.Fprintf(w, "Usage:\n  seqconv <command> [flags]\n\nCommands:\n")
+	fmt.Fprintf(w, "Usage:\n  seqconv <command> [flags]\n  seqconv --version\n")
+	byName := map[string]command{}
 	width := 0
 	for _, c := range commands() {
+		byName[c.name] = c
 		width = max(width, len(c.name))
 	}
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
+	listed := map[string]bool{}
+	printGroup := func(title string, cmds []command) {
+		if len(cmds) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s:\n", title)
+		for _, c := range cmds {
+			fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
+			listed[c.name] = true
+		}
 	}
+	for _, g := range commandGroups {
+		var cmds []command
+		for _, n := range g.names {
+			if c, ok := byName[n]; ok {
+				cmds = append(cmds, c)
+			}
+		}
+		printGroup(g.title, cmds)
+	}
+	var other []command
+	for _, c := range commands() {
+		if !listed[c.name] {
+			other = append(other, c)
+		}
+	}
+	printGroup("Other", other)
 	fmt.Fprintf(w, "\nRun \"seqconv help <command>\" or \"seqconv <command> --help\" for the flags of a command.\n")
-	fmt.Fprintf(w, "The compute backend is chosen with $%s (e.g. \"go\"); seqconv falls back to the Go backend.\n",
-		backendEnvVar)
+	fmt.Fprintf(w, "The compute backend is chosen with $%s (e.g. \"go\"); a backend named there that cannot be "+
+		"created is an error. Without it, seqconv uses ONNX Runtime when installed, else the Go backend.\n", backendEnvVar)
 }
 
 // runHelp implements "seqconv help [command]".
@@ -167,7 +210,18 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
-// printError prints err on one line, prefixed by "seqconv: ".
+// printError prints err on one line, prefixed by "seqconv: ". An errors.Join of several errors is printed
+// one error a line, the ones after the first indented.
 func printError(w io.Writer, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 1 {
+		for i, e := range j.Unwrap() {
+			prefix := "seqconv: "
+			if i > 0 {
+				prefix = "  "
+			}
+			fmt.Fprintf(w, "%s%s\n", prefix, oneLine(e.Error()))
+		}
+		return
+	}
 	fmt.Fprintf(w, "seqconv: %s\n", oneLine(err.Error()))
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -108,15 +109,15 @@ func TestBadInputs(t *testing.T) {
 		{"lr 0", []string{"train", "--lr", "0", "--run", runDir}, 2, "--lr", true, false},
 		{"lr NaN", []string{"train", "--lr", "NaN", "--run", runDir}, 2, "--lr", true, false},
 		{"unwritable run", []string{"train", "--run", "/proc/x"}, 2, "/proc/x", true, false},
-		{"run is a file", []string{"train", "--run", aFile}, 2, "cannot create the run directory", true, false},
+		{"run is a file", []string{"train", "--run", aFile}, 2, "not a directory", true, false},
 		{"cifar with a grey model", []string{"train", "--data", "cifar10", "--run", runDir}, 2, "3-channel", true, false},
 		{"cifar100 classes", []string{"train", "--data", "cifar100", "--model", "seqresnet-cifar-demo", "--run", runDir}, 2, "--classes 100", true, false},
 		{"folder without train", []string{"train", "--data", t.TempDir(), "--model", "seqresnet-cifar-demo", "--run", runDir}, 2, "no train/ folder", true, false},
 		{"unknown recipe", []string{"train", "--recipe", "mnist", "--run", runDir}, 2, "--recipe", true, false},
-		{"resume no run", []string{"train", "--resume", filepath.Join(t.TempDir(), "nope")}, 2, "not a run directory", true, false},
+		{"resume no run", []string{"train", "--resume", filepath.Join(t.TempDir(), "nope")}, 2, "no such directory", true, false},
 		{"checkpoint steps", []string{"train", "--checkpoint-every-steps", "-1", "--run", runDir}, 2, "--checkpoint-every-steps", true, false},
 		{"eval without run", []string{"eval"}, 2, "--run is required", true, false},
-		{"eval missing run", []string{"eval", "--run", filepath.Join(t.TempDir(), "nope")}, 2, "no such run directory", true, false},
+		{"eval missing run", []string{"eval", "--run", filepath.Join(t.TempDir(), "nope")}, 2, "no such directory", true, false},
 		{"unknown data", []string{"train", "--data", "svhn", "--run", runDir}, 2, "unknown dataset", true, false},
 		{"bad schedule", []string{"train", "--schedule", "linear", "--run", runDir}, 2, "--schedule", true, false},
 		{"bad milestones", []string{"train", "--milestones", "2,x", "--run", runDir}, 2, "--milestones", true, false},
@@ -193,7 +194,7 @@ func TestTrainEndToEnd(t *testing.T) {
 
 	// The same run directory is refused now that it holds checkpoints.
 	code, _, errOut = runCLI(t, args...)
-	if code == 0 || !strings.Contains(errOut, "already holds checkpoints") || strings.Count(errOut, "\n") != 1 {
+	if code == 0 || !strings.Contains(errOut, "already holds a run") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("reusing the run directory: exit %d, stderr:\n%s", code, errOut)
 	}
 
@@ -219,9 +220,19 @@ func TestVersion(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{nil, {"help"}, {"--help"}} {
-		code, out, _ := runCLI(t, args...)
-		if code != 0 {
-			t.Errorf("%q: exit %d", args, code)
+		code, out, errOut := runCLI(t, args...)
+		wantCode := exitOK
+		if args == nil { // Bare seqconv: the usage on stderr and exit 2, as Go tools do.
+			wantCode, out = exitUsage, errOut
+		}
+		if code != wantCode {
+			t.Errorf("%q: exit %d, want %d", args, code, wantCode)
+		}
+		for _, group := range []string{"\nTraining:\n  train ", "  eval ", "\nModels:\n  models ", "  summary ",
+			"\nWeights:\n  import ", "  export ", "  infer ", "\nAnalysis:\n  heatmap "} {
+			if !strings.Contains(out, group) {
+				t.Errorf("%q: usage lacks %q:\n%s", args, group, out)
+			}
 		}
 		for _, c := range []string{"train", "models", "version", "help"} {
 			if !strings.Contains(out, "  "+c+" ") {
@@ -236,13 +247,46 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %s", args, code, errOut)
 		}
 		newTrainFlags(nil).VisitAll(func(f *flag.Flag) {
-			if !strings.Contains(out, "-"+f.Name) || f.Usage == "" {
+			if !strings.Contains(out, "\n  --"+f.Name) || f.Usage == "" {
 				t.Errorf("%q: flag --%s not documented", args, f.Name)
 			}
 		})
+		// Flags are written --flag everywhere; the flags allowed with --resume are those the error lists.
+		if regexp.MustCompile(`(^|\s)-[a-z]`).MatchString(out) {
+			t.Errorf("%q: a flag is written with one dash:\n%s", args, out)
+		}
+		if !strings.Contains(oneLine(out), "only "+resumeFlagList()+" may be given with it") {
+			t.Errorf("%q: the help does not list the flags allowed with --resume as %s", args, resumeFlagList())
+		}
+		for _, f := range resumeFlags[1:] {
+			if !strings.Contains(resumeFlagList(), "--"+f) {
+				t.Errorf("resumeFlagList() lacks --%s", f)
+			}
+		}
+		if strings.Contains(out, "SPEC") {
+			t.Errorf("%q: the help cites SPEC, which the repository does not have", args)
+		}
 	}
-	code, out, _ := runCLI(t, "models", "--help")
-	if code != 0 || !strings.Contains(out, "-json") || !strings.Contains(out, "-classes") {
+	// The error for a flag that conflicts with --resume lists the same flags.
+	code, _, errOut := runCLI(t, "train", "--resume", t.TempDir(), "--epochs", "3")
+	if code != exitUsage || !strings.Contains(errOut, "no such directory") && !strings.Contains(errOut, "not a run directory") {
+		t.Errorf("train --resume EMPTY: exit %d, %s", code, errOut)
+	}
+	// --version, and flag errors with --flag.
+	code, out, _ := runCLI(t, "--version")
+	if code != exitOK || !strings.HasPrefix(out, "seqconv ") {
+		t.Errorf("--version: exit %d, %q", code, out)
+	}
+	code, _, errOut = runCLI(t, "train", "--epochz", "3")
+	if code != exitUsage || !strings.HasPrefix(errOut, "seqconv train: flag provided but not defined: --epochz\n") {
+		t.Errorf("train --epochz: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "train", "--epochs", "x")
+	if code != exitUsage || !strings.Contains(errOut, "for flag --epochs") {
+		t.Errorf("train --epochs x: exit %d, %q", code, errOut)
+	}
+	code, out, _ = runCLI(t, "models", "--help")
+	if code != 0 || !strings.Contains(out, "--json") || !strings.Contains(out, "-classes") {
 		t.Errorf("models --help: exit %d:\n%s", code, out)
 	}
 }

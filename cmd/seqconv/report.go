@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gomlx/compute"
@@ -56,25 +54,13 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
-// checkHTMLOut checks that --out names an .html or .htm file.
-func checkHTMLOut(out string) error {
-	ext := strings.ToLower(filepath.Ext(out))
-	if ext != ".html" && ext != ".htm" {
-		return usagef("--out %q: want an .html file", out)
-	}
-	return nil
-}
-
 func (o *reportOptions) execute(stdout, stderr io.Writer) error {
 	if len(o.runs) == 0 {
 		return usagef("--run is required")
 	}
 	for _, dir := range o.runs {
-		if err := checkAnalysisRunDir(dir); err != nil {
+		if err := checkRunDirExists("--run", dir); err != nil {
 			return err
-		}
-		if _, err := os.Stat(filepath.Join(dir, train.ConfigFile)); err != nil {
-			return usagef("--run %s is not a run directory: it has no %s", dir, train.ConfigFile)
 		}
 	}
 	out := o.out
@@ -84,7 +70,8 @@ func (o *reportOptions) execute(stdout, stderr io.Writer) error {
 		}
 		out = filepath.Join(o.runs[0], defaultReportFile)
 	}
-	if err := checkHTMLOut(out); err != nil {
+	target, err := outputFile("--out", out, "HTML", ".html", ".htm")
+	if err != nil {
 		return err
 	}
 	backend, err := newBackend(stderr)
@@ -100,13 +87,13 @@ func (o *reportOptions) execute(stdout, stderr io.Writer) error {
 		}
 		data.Runs = append(data.Runs, r)
 	}
-	if err := writeReportFile(out, data); err != nil {
+	if err := writeReportFile(target, data); err != nil {
 		return err
 	}
 	for _, r := range data.Runs {
 		fmt.Fprintf(stdout, "%s (%s): %d heat maps", r.Label, r.Dir, len(r.Heatmaps))
 		if r.Curves != nil {
-			fmt.Fprintf(stdout, ", %d epochs", len(r.Curves.Epoch))
+			fmt.Fprintf(stdout, ", %s", epochsString(len(r.Curves.Epoch)))
 		}
 		for _, n := range r.Notes {
 			fmt.Fprintf(stdout, "; %s", n)
@@ -117,16 +104,13 @@ func (o *reportOptions) execute(stdout, stderr io.Writer) error {
 	return nil
 }
 
-// writeReportFile renders data with analysis.WriteReport into the file out.
-func writeReportFile(out string, data analysis.ReportData) error {
+// writeReportFile renders data with analysis.WriteReport into target, a file outputFile returned.
+func writeReportFile(target string, data analysis.ReportData) error {
 	var b bytes.Buffer
 	if err := analysis.WriteReport(&b, data); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", out, err)
-	}
-	return nil
+	return writeOutput(target, b.Bytes())
 }
 
 // reportEnvironment describes this program for a report: seqconv, GoMLX and Go versions, the host's

@@ -164,11 +164,12 @@ func TestReportCommand(t *testing.T) {
 		want string
 	}{
 		{"no run", []string{"report"}, 2, "--run is required"},
-		{"missing run", []string{"report", "--run", missing}, 2, "no such run directory"},
+		{"missing run", []string{"report", "--run", missing}, 2, "no such directory"},
 		{"not a run", []string{"report", "--run", empty}, 2, "no config.json"},
 		{"two runs no out", []string{"report", "--run", runA, "--run", runB}, 2, "--out is required"},
 		{"bad extension", []string{"report", "--run", runA, "--out", filepath.Join(empty, "r.png")}, 2, ".html"},
-		{"unwritable out", []string{"report", "--run", runA, "--out", filepath.Join(missing, "r.html")}, 1, "writing"},
+		{"out in a missing directory", []string{"report", "--run", runA, "--out", filepath.Join(missing, "r.html")}, 2,
+			"no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(t, tc.args...)

@@ -30,7 +30,7 @@ func newSummaryFlags(o *summaryOptions) *flagSet {
 		o = &summaryOptions{}
 	}
 	fs := newFlagSet("summary", "seqconv summary MODEL|CONFIG.json|RUN_DIR [flags]", `
-Prints a model's complexity report, one row per component as in SPEC.md §4: its name (the scope
+Prints a model's complexity report, one row per component: its name (the scope
 path, e.g. Stage1/0/LayerA or Downsample1/ShrinkingLayer), its output shape per image (HxWxC), its
 trainable parameters and its conv and FC multiply-accumulates (MACs) per image, then a total row
 equal to "seqconv models". MODEL is a registered model name (see "seqconv models"), a JSON model

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seqconv/seqconv/data"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -44,7 +43,7 @@ const (
 	defaultCIFARCropPad   = 4      // CIFAR's (and image folders'): random crop with 4 pixels of padding.
 )
 
-// recipes are the authors' training settings (SPEC §3.8), applied by --recipe to the flags not
+// recipes are the authors' training settings (see the README), applied by --recipe to the flags not
 // given explicitly. "milestones" of the imagenet recipe (every 30 epochs) depends on --epochs.
 var recipes = map[string]map[string]string{
 	"cifar": {
@@ -67,7 +66,7 @@ type trainOptions struct {
 	data, dataDir, model, recipe, resume             string
 	epochs, batch, evalBatch, classes                int
 	lr, momentum, wd, gamma, warmup, labelSmoothing  float64
-	nesterov, noDecayBNBias, quiet                   bool
+	nesterov, noDecayBNBias, quiet, skipBad          bool
 	schedule, milestones, runDir, augment, precision string
 	seed                                             int64
 	maxTrain, maxEval, workers, checkpointEvery      int
@@ -81,7 +80,7 @@ func newTrainFlags(o *trainOptions) *flagSet {
 	if o == nil {
 		o = &trainOptions{}
 	}
-	fs := newFlagSet("train", "seqconv train [flags]\n       seqconv train --resume RUN_DIR [--workers N] [--quiet] [--data-dir DIR] [--checkpoint-every-steps N]", `
+	fs := newFlagSet("train", "seqconv train [flags]\n       seqconv train --resume RUN_DIR [flags: "+resumeFlagList()+"]", `
 Trains a model with SGD, evaluating it on the test (or val) set after every epoch, and writes the
 run directory: config.json, classes.json (class names), results.csv and results.jsonl (one row per
 epoch), checkpoint/ (the last 2 checkpoints: weights, batch-norm statistics, optimizer state, global
@@ -96,13 +95,16 @@ centre-cropped).
 
 --resume RUN_DIR continues an interrupted run from its newest good checkpoint with the
 configuration of its config.json, and ends with the same results as an uninterrupted run; only
---workers, --quiet, --data-dir and --checkpoint-every-steps may be given with it (other flags
-must match the saved configuration). Ctrl-C stops between two steps after saving a checkpoint.`)
+`+resumeFlagList()+` may be given with it (other flags must match the saved
+configuration). Ctrl-C stops between two steps after saving a checkpoint.
+
+--run RUN_DIR must be new or empty: train never replaces a file. A run that fails before its first
+checkpoint removes what it created.`)
 	fs.StringVar(&o.data, "data", defaultData, "dataset: mnist (embedded), cifar10, cifar100 (binary version, from --data-dir), or the path of an image folder with train/ and val/ holding one folder per class")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory holding cifar-10-batches-bin/, cifar-100-binary/ or their .tar.gz (default $"+dataDirEnvVar+" or "+defaultDataDirName+")")
 	fs.StringVar(&o.model, "model", defaultModel, "registered model name (see \"seqconv models\") or path to a JSON model config")
 	fs.IntVar(&o.classes, "classes", 0, "number of classes of the model (0: the model config's)")
-	fs.StringVar(&o.recipe, "recipe", "", "training recipe applied to the flags not given: cifar or imagenet (SPEC §3.8)")
+	fs.StringVar(&o.recipe, "recipe", "", "training recipe applied to the flags not given: cifar or imagenet (the paper's settings, see the README)")
 	fs.IntVar(&o.epochs, "epochs", defaultEpochs, "number of training epochs (>= 1)")
 	fs.IntVar(&o.batch, "batch", defaultBatch, "training batch size (>= 1); the last incomplete batch of each epoch is dropped")
 	fs.Float64Var(&o.lr, "lr", defaultLR, "base learning rate (> 0)")
@@ -128,12 +130,23 @@ must match the saved configuration). Ctrl-C stops between two steps after saving
 	fs.StringVar(&o.augment, "augment", defaultAugment, "training augmentation: default (mnist crop:2, cifar crop:4+flip, folders rrc+flip+jitter:0.4+lighting:0.1), none, or '+'-separated rrc (random resized crop, first), crop[:PAD], flip, jitter[:AMOUNT], lighting[:STD]")
 	fs.IntVar(&o.workers, "workers", 0, "data-loading goroutines (0: one per CPU)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print no progress line and no per-epoch lines, only the start and the final result")
+	addSkipBadImagesFlag(fs, &o.skipBad)
 	return fs
 }
 
 // resumeFlags are the flags that may be given with --resume: they do not change the results.
 var resumeFlags = []string{"resume", "workers", "quiet", "data-dir", "checkpoint-every-steps", "xla-cache",
-	"autotune-level"}
+	"autotune-level", "skip-bad-images"}
+
+// resumeFlagList lists the flags that may be given with --resume (but --resume), for the help and the
+// errors: "--workers, --quiet, ... and --skip-bad-images".
+func resumeFlagList() string {
+	names := make([]string, len(resumeFlags)-1)
+	for i, n := range resumeFlags[1:] {
+		names[i] = "--" + n
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
 
 // runTrain implements "seqconv train".
 func runTrain(args []string, stdout, stderr io.Writer) int {
@@ -155,7 +168,23 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	return runInterruptible(stderr, func(ctx context.Context) error { return plan.execute(ctx, stdout, stderr) })
+	return runInterruptible(stderr, func(ctx context.Context) error {
+		err := plan.execute(ctx, stdout, stderr)
+		if err == nil {
+			return nil
+		}
+		if plan.outDir.removeIfUseless() {
+			return fmt.Errorf("%w (removed %s: no epoch was saved)", err, plan.cfg.RunDir)
+		}
+		switch {
+		case errors.Is(err, context.Canceled):
+			return fmt.Errorf("%w; continue with: seqconv train --resume %s", err, plan.cfg.RunDir)
+		case errors.Is(err, data.ErrBadImage):
+			return fmt.Errorf("%w; the trained epochs are saved: remove the image, or skip the bad ones, and continue "+
+				"with: seqconv train --resume %s --skip-bad-images", err, plan.cfg.RunDir)
+		}
+		return err
+	})
 }
 
 // trainPlan is a validated "seqconv train" invocation.
@@ -167,6 +196,8 @@ type trainPlan struct {
 	xlaCache string // --xla-cache
 	autotune int    // --autotune-level
 	quiet    bool
+	outDir   *outputDir // the new run directory (nil when resuming).
+	skipBad  bool       // --skip-bad-images
 }
 
 // applyRecipe sets the flags of the recipe that were not given explicitly.
@@ -252,7 +283,14 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 		return nil, usagef("--milestones: %v", err)
 	}
 	if _, err := train.ParseSchedule(o.schedule, o.lr, o.epochs, milestones, o.gamma, o.warmup); err != nil {
+		if len(milestones) > 0 {
+			return nil, usagef("--milestones %s: %v", o.milestones, err)
+		}
 		return nil, usagef("--schedule: %v", err)
+	}
+	if set["milestones"] && len(milestones) > 0 && milestones[len(milestones)-1] >= o.epochs {
+		return nil, usagef("--milestones %s: epoch %d is past the last epoch, %d (epochs count from 0 to --epochs - 1): "+
+			"the learning rate would never drop there", o.milestones, milestones[len(milestones)-1], o.epochs-1)
 	}
 	spec, err := parseDataName(o.data)
 	if err != nil {
@@ -283,9 +321,6 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 	if runDir == "" {
 		runDir = filepath.Join(defaultRunsDir, modelBaseName(o.model)+"-"+time.Now().Format("20060102-150405"))
 	}
-	if err := checkRunDir(runDir); err != nil {
-		return nil, err
-	}
 	dataDir := ""
 	if spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100 {
 		dataDir = o.dataDir
@@ -308,7 +343,12 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 	if err := cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
-	return &trainPlan{cfg: cfg, data: spec, pipeline: p, quiet: o.quiet, xlaCache: o.xlaCache, autotune: o.autotune}, nil
+	outDir, err := prepareOutputDir("--run", runDir)
+	if err != nil {
+		return nil, err
+	}
+	return &trainPlan{cfg: cfg, data: spec, pipeline: p, quiet: o.quiet, xlaCache: o.xlaCache, autotune: o.autotune,
+		outDir: outDir, skipBad: o.skipBad}, nil
 }
 
 // modelConfig returns the model of --model with --classes applied.
@@ -327,157 +367,11 @@ func (o *trainOptions) modelConfig() (models.Config, error) {
 	return modelCfg, nil
 }
 
-// resumePlan returns the plan of "seqconv train --resume RUN_DIR": the configuration of the run's
-// config.json, with the runtime flags given. Other flags must agree with the saved configuration.
-func (o *trainOptions) resumePlan(fs *flagSet, set map[string]bool) (*trainPlan, error) {
-	dir := o.resume
-	if st, err := os.Stat(filepath.Join(dir, train.ConfigFile)); err != nil || st.IsDir() {
-		return nil, usagef("--resume %s: not a run directory (no %s)", dir, train.ConfigFile)
-	}
-	cfg, err := train.ReadConfig(dir)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Epochs < 1 {
-		return nil, usagef("--resume %s: the run was not trained by \"seqconv train\" (imported?): nothing to resume", dir)
-	}
-	if err := o.checkResumeFlags(fs, set, cfg); err != nil {
-		return nil, err
-	}
-	spec, err := parseDataName(cfg.Data)
-	if err != nil {
-		return nil, fmt.Errorf("--resume %s: the data of its %s: %w", dir, train.ConfigFile, err)
-	}
-	p, err := parseAugment(cfg.Augmentation, spec.kind)
-	if err != nil {
-		return nil, fmt.Errorf("--resume %s: the augmentation of its %s: %w", dir, train.ConfigFile, err)
-	}
-	cfg.RunDir = dir
-	cfg.Progress = !o.quiet
-	if set["workers"] {
-		if o.workers < 0 {
-			return nil, usagef("--workers must be >= 0 (0: one per CPU), got %d", o.workers)
-		}
-		cfg.Workers = o.workers
-	}
-	if set["checkpoint-every-steps"] {
-		if o.checkpointEvery < 0 {
-			return nil, usagef("--checkpoint-every-steps must be >= 0, got %d", o.checkpointEvery)
-		}
-		cfg.CheckpointEverySteps = o.checkpointEvery
-	}
-	if set["data-dir"] {
-		cfg.DataDir, _ = filepath.Abs(o.dataDir)
-	}
-	if (spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100) && cfg.DataDir == "" {
-		cfg.DataDir = defaultDataDir()
-	}
-	return &trainPlan{cfg: cfg, data: spec, pipeline: p, resume: true, quiet: o.quiet, xlaCache: o.xlaCache,
-		autotune: o.autotune}, nil
-}
-
-// checkResumeFlags checks that the flags given with --resume, other than resumeFlags, have the
-// values of the saved configuration.
-func (o *trainOptions) checkResumeFlags(fs *flagSet, set map[string]bool, cfg train.Config) error {
-	if set["run"] {
-		return usagef("--run cannot be used with --resume: the run directory is --resume's")
-	}
-	saved := map[string]string{
-		"epochs": strconv.Itoa(cfg.Epochs), "batch": strconv.Itoa(cfg.BatchSize),
-		"lr": fmtFloat(cfg.LR), "momentum": fmtFloat(cfg.Momentum), "nesterov": strconv.FormatBool(cfg.Nesterov),
-		"wd": fmtFloat(cfg.WeightDecay), "no-decay-bn-bias": strconv.FormatBool(cfg.NoDecayBNBias),
-		"schedule": cfg.Schedule, "milestones": joinInts(cfg.Milestones), "gamma": fmtFloat(cfg.Gamma),
-		"warmup": fmtFloat(cfg.WarmupEpochs), "label-smoothing": fmtFloat(cfg.LabelSmoothing),
-		"seed": strconv.FormatInt(cfg.Seed, 10), "eval-batch": strconv.Itoa(cfg.EvalBatchSize),
-		"max-train-images": strconv.Itoa(cfg.MaxTrainImages), "max-eval-images": strconv.Itoa(cfg.MaxEvalImages),
-		"recipe": cfg.Recipe, "classes": strconv.Itoa(cfg.Model.Classes), "precision": cmp.Or(cfg.Precision, "f32"),
-	}
-	var names []string
-	fs.Visit(func(f *flag.Flag) { names = append(names, f.Name) })
-	for _, name := range names {
-		if slices.Contains(resumeFlags, name) {
-			continue
-		}
-		given := fs.Lookup(name).Value.String()
-		var same bool
-		var savedStr string
-		switch name {
-		case "data":
-			spec, err := parseDataName(given)
-			same, savedStr = err == nil && spec.name == cfg.Data, cfg.Data
-		case "augment":
-			spec, _ := parseDataName(cfg.Data)
-			p, err := parseAugment(given, spec.kind)
-			same, savedStr = err == nil && p.desc == cfg.Augmentation, cfg.Augmentation
-		case "model":
-			m, err := o.modelConfig()
-			a, b := m, cfg.Model
-			a.Name, b.Name = "", ""
-			ja, _ := json.Marshal(a)
-			jb, _ := json.Marshal(b)
-			same, savedStr = err == nil && string(ja) == string(jb), "the model config of "+train.ConfigFile
-		default:
-			s, ok := saved[name]
-			if !ok {
-				return usagef("--%s cannot be used with --resume", name)
-			}
-			// Normalise both values through the flag's own type.
-			var tmp trainOptions
-			tfs := newTrainFlags(&tmp)
-			if err := tfs.Set(name, s); err != nil {
-				return fmt.Errorf("--resume: saved %s %q: %w", name, s, err)
-			}
-			savedStr = tfs.Lookup(name).Value.String()
-			same = savedStr == given
-		}
-		if !same {
-			return usagef("--%s %s conflicts with the run's %s (%s): a resumed run keeps its configuration; "+
-				"only --%s may be given with --resume", name, given, train.ConfigFile, savedStr,
-				strings.Join(resumeFlags[1:], ", --"))
-		}
-	}
-	return nil
-}
-
-func fmtFloat(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
-
-func joinInts(xs []int) string {
-	s := make([]string, len(xs))
-	for i, x := range xs {
-		s[i] = strconv.Itoa(x)
-	}
-	return strings.Join(s, ",")
-}
-
 // modelBaseName is the model's name for the default run directory: the registered name, or the
 // JSON file name without extension.
 func modelBaseName(model string) string {
 	base := filepath.Base(model)
 	return strings.TrimSuffix(base, filepath.Ext(base))
-}
-
-// checkRunDir creates dir if needed, checks that a file can be created in it, and that it holds no
-// checkpoint already.
-func checkRunDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return usagef("--run %s: cannot create the run directory: %v", dir, err)
-	}
-	f, err := os.CreateTemp(dir, ".seqconv-write-test-*")
-	if err != nil {
-		return usagef("--run %s: the run directory is not writable: %v", dir, err)
-	}
-	name := f.Name()
-	_ = f.Close()
-	if err := os.Remove(name); err != nil {
-		return usagef("--run %s: the run directory is not writable: %v", dir, err)
-	}
-	for _, sub := range []string{train.LatestDir, train.BestDir} {
-		if m, _ := filepath.Glob(filepath.Join(dir, sub, "checkpoint-*")); len(m) > 0 {
-			return usagef("--run %s already holds checkpoints (%s): choose a new run directory, or continue it "+
-				"with --resume %s", dir, sub, dir)
-		}
-	}
-	return nil
 }
 
 // execute runs a validated training plan.
@@ -500,7 +394,8 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 		cfg.Model.Name, cfg.Model.Family, thousands(stats.Params), humanCount(stats.MACs()),
 		stats.Resolution, stats.Resolution, stats.PaperGFLOPs)
 
-	sets, err := loadData(p.data, cfg.DataDir, p.pipeline, cfg.Model.Resolution, cfg.Workers, false, nil)
+	sets, err := loadData(p.data, cfg.DataDir, p.pipeline, cfg.Model.Resolution, cfg.Workers, false, nil,
+		badImagesLog(p.skipBad, stderr))
 	if err != nil {
 		return err
 	}
@@ -533,8 +428,8 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	if cfg.Recipe != "" {
 		recipe = ", recipe " + cfg.Recipe
 	}
-	fmt.Fprintf(stdout, "training: %d epochs, batch %d, SGD momentum %g%s, weight decay %g, lr %s, label smoothing %g, seed %d%s\n",
-		cfg.Epochs, cfg.BatchSize, cfg.Momentum, nesterov, cfg.WeightDecay, sched, cfg.LabelSmoothing, cfg.Seed, recipe)
+	fmt.Fprintf(stdout, "training: %s, batch %d, SGD momentum %g%s, weight decay %g, lr %s, label smoothing %g, seed %d%s\n",
+		epochsString(cfg.Epochs), cfg.BatchSize, cfg.Momentum, nesterov, cfg.WeightDecay, sched, cfg.LabelSmoothing, cfg.Seed, recipe)
 	fmt.Fprintf(stdout, "run:      %s\n", cfg.RunDir)
 
 	out := stdout
@@ -557,16 +452,13 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	wall := time.Since(start).Round(100 * time.Millisecond)
 	if err != nil {
 		if res != nil && res.Epochs > 0 {
-			fmt.Fprintf(stdout, "stopped after %d completed epochs (%s); their results are in %s\n",
-				res.Epochs, wall, cfg.RunDir)
-		}
-		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("interrupted (continue with: seqconv train --resume %s): %w", cfg.RunDir, err)
+			fmt.Fprintf(stdout, "stopped after %s completed (%s); their results are in %s\n",
+				epochsString(res.Epochs), wall, cfg.RunDir)
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "%s accuracy %.2f%% (error %.2f%%, top-5 error %.2f%%) after %d epochs; best %.2f%% at epoch %d\n",
-		sets.evalSplit, 100-res.FinalValidError, res.FinalValidError, res.FinalTop5Error, res.Epochs,
+	fmt.Fprintf(stdout, "%s accuracy %.2f%% (error %.2f%%, top-5 error %.2f%%) after %s; best %.2f%% at epoch %d\n",
+		sets.evalSplit, 100-res.FinalValidError, res.FinalValidError, res.FinalTop5Error, epochsString(res.Epochs),
 		100-res.BestValidError, res.BestEpoch)
 	fmt.Fprintf(stdout, "wall time %s; results in %s\n", wall, cfg.RunDir)
 	return nil

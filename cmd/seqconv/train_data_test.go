@@ -223,12 +223,12 @@ func TestTrainCIFAR10(t *testing.T) {
 
 	// eval: the latest checkpoint gives the last epoch's validation error, the best the best's.
 	latest := evalJSON(t, "--run", runDir, "--batch", "5")
-	if latest.Images != 24 || latest.Top1Error != rows[1].ValidError ||
-		math.Abs(latest.Loss-rows[1].ValidLoss) > 1e-5 || latest.Checkpoint != "latest" {
+	if latest.Images != 24 || float64(latest.Top1Error) != rows[1].ValidError ||
+		math.Abs(float64(latest.Loss)-rows[1].ValidLoss) > 1e-5 || latest.Checkpoint != "latest" {
 		t.Errorf("eval latest: %+v, want the errors of epoch 2: %+v", latest, rows[1])
 	}
 	best := evalJSON(t, "--run", runDir, "--best")
-	if best.Top1Error != min(rows[0].ValidError, rows[1].ValidError) {
+	if float64(best.Top1Error) != min(rows[0].ValidError, rows[1].ValidError) {
 		t.Errorf("eval --best: %+v, results %+v", best, rows)
 	}
 	code, out, errOut = runCLI(t, "eval", "--run", runDir, "--max-images", "8")
@@ -275,7 +275,7 @@ func TestTrainCIFAR100(t *testing.T) {
 		t.Errorf("results: %+v", rows)
 	}
 	r := evalJSON(t, "--run", runDir)
-	if r.Images != 20 || r.Top1Error != rows[0].ValidError || r.Top5Error != rows[0].ValidTop5Error {
+	if r.Images != 20 || float64(r.Top1Error) != rows[0].ValidError || float64(r.Top5Error) != rows[0].ValidTop5Error {
 		t.Errorf("eval: %+v, results %+v", r, rows[0])
 	}
 	// A truncated data file is a clear error naming it.
@@ -326,7 +326,7 @@ func TestTrainImageFolder(t *testing.T) {
 		t.Fatalf("results: %+v", rows)
 	}
 	r := evalJSON(t, "--run", runDir)
-	if r.Images != 9 || r.Top1Error != rows[1].ValidError {
+	if r.Images != 9 || float64(r.Top1Error) != rows[1].ValidError {
 		t.Errorf("eval: %+v, results %+v", r, rows[1])
 	}
 	// Evaluating on a folder whose classes differ from classes.json is refused.
