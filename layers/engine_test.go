@@ -2,12 +2,15 @@ package layers
 
 import (
 	"math"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/gobackend"
 	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/seqconv/seqconv/engine"
 )
 
 // The layers tests run on the test engine (engine.MustNewForTest: the Go backend, or the one $GOMLX_BACKEND
@@ -22,6 +25,17 @@ func goBackend(b compute.Backend) compute.Backend {
 		return b
 	}
 	return gobackend.GetBackend()
+}
+
+// goBackendOnly skips t in the passes of the suite on other engines ($GOMLX_BACKEND set to one): t checks the
+// Go backend itself (float64 equality of formulations, graph structure, bfloat16), so another pass would only
+// repeat the Go backend's.
+func goBackendOnly(t *testing.T) {
+	t.Helper()
+	if config := strings.TrimSpace(os.Getenv(engine.EnvVar)); config != "" && config != engine.Go {
+		t.Skipf("a Go-backend check (float64 formulations, graph structure or bf16): it runs in the Go backend's "+
+			"pass, not with $%s=%s", engine.EnvVar, config)
+	}
 }
 
 // testDType is the dtype the tests feed the engine b: float64 on the Go backend, float32 elsewhere.

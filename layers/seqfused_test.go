@@ -16,10 +16,12 @@ import (
 
 // TestSeqConvImplsAgree checks that the fused implementation (gathered products with hand-written gradients
 // on the Go backend; one input convolution plus per-filter convolutions of the new groups with native
-// convolutions) computes exactly what the direct formulation computes, in float64: both outputs and the
+// convolutions; ONNX Runtime's batched products, channels first) and the direct formulation in both layouts
+// compute exactly what the direct formulation computes on the Go backend, in float64: both outputs and the
 // gradients of a loss with respect to the input, the shortcut and every variable, in training mode with
 // dropout (both draw the same masks) and in inference mode.
 func TestSeqConvImplsAgree(t *testing.T) {
+	goBackendOnly(t)
 	backend := gobackend.GetBackend()
 	tests := []struct {
 		name                   string
@@ -167,6 +169,7 @@ func TestSeqPlanViews(t *testing.T) {
 // input's contribution (one convolution), the new groups' contributions (one shape for all filters) and the
 // bottleneck's 3x3; the direct formulation has one view convolution per filter plus the 3x3.
 func TestSeqConvNativeShapes(t *testing.T) {
+	goBackendOnly(t)
 	backend := gobackend.GetBackend()
 	for _, tc := range []struct {
 		impl            SeqConvImpl
@@ -198,6 +201,7 @@ func TestSeqConvNativeShapes(t *testing.T) {
 // rounding (relative L2 <= 2e-2, and not bit-equal) of the float32 computation for the output, the input
 // gradient and the variable gradients, in training with dropout, for bottleneck and plain filters.
 func TestSeqConvFusedBF16(t *testing.T) {
+	goBackendOnly(t)
 	backend := gobackend.GetBackend()
 	rng := rand.New(rand.NewPCG(7, 8))
 	x := randTensor32(rng, 2, 5, 4, 6)
