@@ -140,6 +140,12 @@ func IsONNX(b compute.Backend) bool {
 	return ok
 }
 
+// IsGo reports whether b is GoMLX's pure Go backend (named "Go Backend"; it registers as "go").
+func IsGo(b compute.Backend) bool {
+	name := strings.ToLower(b.Name())
+	return name == Go || strings.HasPrefix(name, Go+" ")
+}
+
 // finalizeQuietly finalizes a backend returned along with an error, which may be in a broken state.
 func finalizeQuietly(b compute.Backend) {
 	defer func() { _ = recover() }()

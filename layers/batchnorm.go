@@ -18,7 +18,8 @@ type BatchNormBuilder struct {
 	momentum, epsilon float64
 }
 
-// BatchNorm starts building a batch normalisation of x [N,H,W,C] (or [N,C]) over all axes but the last,
+// BatchNorm starts building a batch normalisation of x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout
+// NCHW, or [N,C]) over all axes but the channels',
 // exactly as PyTorch's BatchNorm2d: affine γ ("weight", starts at 1) and β ("bias", 0); running statistics
 // "running_mean" (0) and "running_var" (1) and the counter "num_batches_tracked" as non-trainable variables.
 //
@@ -42,7 +43,11 @@ func (b *BatchNormBuilder) Done() *Node {
 	if x.Rank() < 2 {
 		Panicf("layers.BatchNorm(%s): want rank >= 2 input, got %s", scope.Scope(), x.Shape())
 	}
-	c := x.Shape().Dim(-1)
+	chAxis := x.Rank() - 1
+	if x.Rank() == 4 {
+		chAxis = layoutFromScope(scope).channelAxis()
+	}
+	c := x.Shape().Dim(chAxis)
 	dtype := x.DType()
 	vec := shapes.Make(dtype, c)
 	gamma := scope.WithInitializer(initializer.One).VariableWithShape("weight", vec)
@@ -52,9 +57,7 @@ func (b *BatchNormBuilder) Done() *Node {
 	tracked := scope.WithInitializer(initializer.Zero).
 		VariableWithShape("num_batches_tracked", shapes.Make(dtypes.Int64)).SetTrainable(false)
 
-	rank := x.Rank()
-	gammaN := ExpandLeftToRank(gamma.NodeValue(g), rank)
-	betaN := ExpandLeftToRank(beta.NodeValue(g), rank)
+	bcast := func(v *Node) *Node { return Reshape(v, channelDims(x, chAxis, c)...) }
 	var y *Node
 	if scope.IsTraining(g) {
 		n := x.Shape().Size() / c
@@ -63,7 +66,7 @@ func (b *BatchNormBuilder) Done() *Node {
 				scope.Scope(), x.Shape())
 		}
 		var mean, variance *Node
-		y, mean, variance = batchNormTraining(x, gammaN, betaN, b.epsilon)
+		y, mean, variance = batchNormTraining(x, chAxis, gamma.NodeValue(g), beta.NodeValue(g), b.epsilon)
 		m := b.momentum
 		bm := Reshape(StopGradient(mean), c)
 		bv := MulScalar(Reshape(StopGradient(variance), c), float64(n)/float64(n-1))
@@ -72,12 +75,11 @@ func (b *BatchNormBuilder) Done() *Node {
 		tracked.SetNodeValue(AddScalar(tracked.NodeValue(g), 1))
 	} else {
 		// y = x*a + b with per-channel a = γ/sqrt(var+eps), b = β - mean*a.
-		mean := ExpandLeftToRank(runMean.NodeValue(g), rank)
-		variance := ExpandLeftToRank(runVar.NodeValue(g), rank)
-		a := Mul(gammaN, Inverse(Sqrt(AddScalar(variance, b.epsilon))))
-		y = Add(Mul(x, a), Sub(betaN, Mul(mean, a)))
+		mean, variance := bcast(runMean.NodeValue(g)), bcast(runVar.NodeValue(g))
+		a := Mul(bcast(gamma.NodeValue(g)), Inverse(Sqrt(AddScalar(variance, b.epsilon))))
+		y = Add(Mul(x, a), Sub(bcast(beta.NodeValue(g)), Mul(mean, a)))
 	}
-	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpBatchNorm, Out: y.Shape().Dimensions,
+	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpBatchNorm, Out: recordDims(y, layoutFromScope(scope)),
 		Params: int64(2 * c), Elems: perImage(x), Detail: fmt.Sprintf("batchnorm %d", c)})
 	return y
 }
@@ -85,7 +87,8 @@ func (b *BatchNormBuilder) Done() *Node {
 // ReLU returns max(x, 0), recorded as an OpReLU in the graph's Profile (if any). Its gradient is PyTorch's:
 // dy where x > 0 and 0 elsewhere (also at x == 0, where GoMLX's Max would pass the gradient through).
 func ReLU(scope *model.Scope, x *Node) *Node {
-	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpReLU, Out: x.Shape().Dimensions, Elems: perImage(x),
+	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpReLU, Out: recordDims(x, layoutFromScope(scope)),
+		Elems:  perImage(x),
 		Detail: "relu"})
 	zero := ScalarZero(x.Graph(), x.DType())
 	var dy *Node
@@ -96,7 +99,8 @@ func ReLU(scope *model.Scope, x *Node) *Node {
 	return captureGradient(Max(xs, zero), &dy)
 }
 
-// Dropout2d zeroes whole channels of x [N,H,W,C] with probability p in training graphs (one mask per image
+// Dropout2d zeroes whole channels of x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout NCHW) with
+// probability p in training graphs (one mask per image
 // and channel, like PyTorch's Dropout2d) and scales the survivors by 1/(1-p). It is the identity in inference
 // graphs or when p is 0.
 func Dropout2d(scope *model.Scope, x *Node, p float64) *Node {
@@ -107,9 +111,15 @@ func Dropout2d(scope *model.Scope, x *Node, p float64) *Node {
 	if p >= 1 {
 		return ZerosLike(x)
 	}
+	chAxis := x.Rank() - 1
+	if x.Rank() == 4 {
+		chAxis = layoutFromScope(scope).channelAxis()
+	}
 	maskShape := x.Shape().Clone()
-	for axis := 1; axis < x.Rank()-1; axis++ {
-		maskShape.Dimensions[axis] = 1
+	for axis := 1; axis < x.Rank(); axis++ {
+		if axis != chAxis {
+			maskShape.Dimensions[axis] = 1
+		}
 	}
 	return Mul(x, channelDropMask(scope, g, maskShape, p))
 }
@@ -128,65 +138,97 @@ func channelDropMask(scope *model.Scope, g *Graph, shape shapes.Shape, p float64
 	return MulScalar(keep, 1/(1-p))
 }
 
-// batchNormTraining normalises x with its batch statistics over all axes but the last (mean and biased
-// variance, both returned with the reduced axes kept) and applies the per-channel affine γ, β. Its gradient
-// is written by hand, the textbook batch-norm backward pass folded into per-channel coefficients:
+// batchNormTraining normalises x with its batch statistics over all axes but chAxis (mean and biased
+// variance, both returned with the reduced axes kept as 1s) and applies the per-channel affine γ, β ([C]). Its
+// gradient is written by hand, the textbook batch-norm backward pass folded into per-channel coefficients:
 //
-//	dx = a*dy - a*mean(dy) - (a*s²*mean(dy*xc))*xc,  dγ = s*Σ dy*xc,  dβ = Σ dy
+//	dx = a*dy + c1*xc + c0,  c0 = -a*mean(dy),  c1 = -a*s²*mean(dy*xc),  dγ = s*Σ dy*xc,  dβ = Σ dy
 //
-// with xc = x - mean, s = 1/sqrt(var+eps) and a = γ*s: seven tensor-sized ops instead of the ~15 that
-// differentiating the forward graph produces. 1/Sqrt replaces Rsqrt (which has no gradient in GoMLX v0.28).
-func batchNormTraining(x, gamma, beta *Node, epsilon float64) (y, mean, variance *Node) {
-	n := float64(x.Shape().Size() / x.Shape().Dim(-1))
+// with xc = x - mean, s = 1/sqrt(var+eps) and a = γ*s: the forward pass is y = a*x + (β - a*mean), the backward
+// pass four tensor-sized ops besides its two sums, about half of what differentiating the forward graph
+// produces. 1/Sqrt replaces Rsqrt (which has no gradient in GoMLX v0.28).
+func batchNormTraining(x *Node, chAxis int, gamma, beta *Node, epsilon float64) (y, mean, variance *Node) {
+	c := x.Shape().Dim(chAxis)
+	n := float64(x.Shape().Size() / c)
+	dims := channelDims(x, chAxis, c)
+	sum := func(v *Node) *Node { return sumExcept(v, chAxis) }
 	// The statistics are computed from a gradient-stopped x: the whole input gradient comes from xs below.
 	xd := StopGradient(x)
-	mean = MulScalar(sumRows(xd), 1/n)
+	mean = MulScalar(sum(xd), 1/n)
 	xc := Sub(xd, mean)
-	variance = MulScalar(sumRows(Square(xc)), 1/n)
+	variance = MulScalar(sum(Mul(xc, xc)), 1/n)
 	s := Inverse(Sqrt(AddScalar(variance, epsilon)))
-	a := Mul(gamma, s)
 
-	// Autodiff visits nodes in reverse creation order, so xs's gradient (created last) runs before γ's and
-	// stashes Σ dy*xc for it. Under gradient checkpointing xs's gradient receives a rematerialized copy of x
-	// and recomputes xc from it, so the forward xc need not be kept for the backward pass.
-	var dy, xs, sumDyXcStash *Node
-	sumDy := func() *Node { return sumRows(dy) }
-	gs := IdentityWithCustomGradient(gamma, func(_, _ *Node) *Node {
-		sdx := sumDyXcStash
-		if sdx == nil {
-			sdx = sumRows(Mul(dy, xc))
+	// Autodiff visits nodes in reverse creation order: xs's gradient (created last) runs before γ's and β's and
+	// stashes Σ dy and Σ dy*xc for them. Under gradient checkpointing xs's gradient receives a rematerialized
+	// copy of x and recomputes xc from it, so the forward xc need not be kept for the backward pass. The
+	// identities wrap the [C] variables themselves (ONNX Runtime's basic graph optimizations break an identity
+	// between a reshape and its consumer).
+	var dy, xs, sumDy, sumDyXc *Node
+	stash := func(xcu *Node) {
+		if sumDy == nil {
+			sumDy, sumDyXc = sum(dy), sum(Mul(dy, xcu))
 		}
-		return Reshape(Mul(sdx, s), gamma.Shape().Dimensions...)
+	}
+	gs := IdentityWithCustomGradient(gamma, func(_, _ *Node) *Node {
+		stash(xc)
+		return Reshape(Mul(sumDyXc, s), c)
 	})
 	bs := IdentityWithCustomGradient(beta, func(_, _ *Node) *Node {
-		return Reshape(sumDy(), beta.Shape().Dimensions...)
+		stash(xc)
+		return Reshape(sumDy, c)
 	})
+	a := Mul(Reshape(gs, dims...), s)
 	xs = IdentityWithCustomGradient(x, func(node, _ *Node) *Node {
 		xcu := xc
 		if node != xs { // a rematerialized x (gradient checkpointing)
 			xcu = Sub(node, mean)
 		}
-		sumDyXcStash = sumRows(Mul(dy, xcu))
-		c0 := MulScalar(Mul(a, sumDy()), -1/n)
-		c1 := MulScalar(Mul(a, Mul(sumDyXcStash, Square(s))), -1/n)
+		stash(xcu)
+		c0 := MulScalar(Mul(a, sumDy), -1/n)
+		c1 := MulScalar(Mul(a, Mul(sumDyXc, Mul(s, s))), -1/n)
 		return Add(Add(Mul(dy, a), Mul(xcu, c1)), c0)
 	})
 	// The forward value through the identities, so that autodiff reaches them; their default gradients are
 	// never used and the backend drops them.
-	y = Add(Mul(Sub(xs, mean), Mul(gs, s)), bs)
+	y = Add(Mul(xs, a), Sub(Reshape(bs, dims...), Mul(mean, a)))
 	return captureGradient(y, &dy), mean, variance
 }
 
-// sumRows sums x [..., C] over all axes but the last, keeping them (as 1s). It is a matrix product with a row
-// of ones, which the Go backend computes with its SIMD matmul kernels: 2-9x faster there than its generic
-// reduction for batch-norm shapes (BenchmarkGoBackendOps, reduce-sum vs sum-as-matmul).
-func sumRows(x *Node) *Node {
-	c := x.Shape().Dim(-1)
-	m := x.Shape().Size() / c
-	ones := Ones(x.Graph(), shapes.Make(x.DType(), 1, m))
-	dims := x.Shape().Clone().Dimensions
-	for i := range len(dims) - 1 {
+// sumExcept sums x over all axes but chAxis, keeping them (as 1s). With the channels last it is a matrix
+// product with a row of ones, which the Go backend computes with its SIMD matmul kernels: 2-9x faster there
+// than its generic reduction for batch-norm shapes (BenchmarkGoBackendOps, reduce-sum vs sum-as-matmul).
+// Channels first ([N, C, H, W]), it is a sum over the spatial axes and then one over the batch (on ONNX Runtime,
+// 1.3-1.9x faster than a matrix-vector product or one reduction over the three axes).
+func sumExcept(x *Node, chAxis int) *Node {
+	c := x.Shape().Dim(chAxis)
+	dims := channelDims(x, chAxis, c)
+	if chAxis == x.Rank()-1 {
+		m := x.Shape().Size() / c
+		ones := Ones(x.Graph(), shapes.Make(x.DType(), 1, m))
+		return Reshape(DotGeneral(ones, []int{1}, nil, Reshape(x, m, c), []int{0}, nil), dims...)
+	}
+	var inner []int
+	for axis := chAxis + 1; axis < x.Rank(); axis++ {
+		inner = append(inner, axis)
+	}
+	var outer []int
+	for axis := range chAxis {
+		outer = append(outer, axis)
+	}
+	return Reshape(ReduceSum(ReduceSum(x, inner...), outer...), dims...)
+}
+
+// sumRows sums x [..., C] over all axes but the last, keeping them (as 1s).
+func sumRows(x *Node) *Node { return sumExcept(x, x.Rank()-1) }
+
+// channelDims is the shape [1, ..., c, ..., 1] of x's rank with c at chAxis: per-channel values broadcast
+// against x.
+func channelDims(x *Node, chAxis, c int) []int {
+	dims := make([]int, x.Rank())
+	for i := range dims {
 		dims[i] = 1
 	}
-	return Reshape(DotGeneral(ones, []int{1}, nil, Reshape(x, m, c), []int{0}, nil), dims...)
+	dims[chAxis] = c
+	return dims
 }

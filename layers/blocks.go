@@ -33,7 +33,7 @@ func (c SeqConvConfig) apply(b *SeqConvBuilder) *SeqConvBuilder {
 // windowed SeqConv C->C on A's activated output with shortcut r and zero-initialised junction convs.
 // It returns layer B's raw output (the new residual stream) and activated output.
 func ResidualBlock(scope *model.Scope, r, a *Node, cfg SeqConvConfig) (raw, act *Node) {
-	c := a.Shape().Dim(-1)
+	c := a.Shape().Dim(layoutFromScope(scope).channelAxis())
 	_, aa := cfg.apply(SeqConv(scope.In("LayerA"), a)).Channels(c).Done()
 	return cfg.apply(SeqConv(scope.In("LayerB"), aa)).Channels(c).Shortcut(r).Junction(cfg.JunctionInit).Done()
 }
@@ -52,19 +52,20 @@ type DownsampleConfig struct {
 // (scope "ShrinkingLayer": 3x3, stride 2, C_out -> C_out, groups = C_out/NextK * NextSubgroups) is applied to
 // [x, E] ([E, E] when Released). It returns the shrinking unit's raw and activated outputs.
 func Downsample(scope *model.Scope, x *Node, cfg DownsampleConfig) (raw, act *Node) {
-	cin := x.Shape().Dim(-1)
+	ch := layoutFromScope(scope).channelAxis()
+	cin := x.Shape().Dim(ch)
 	if cfg.Channels <= cin {
 		Panicf("layers.Downsample(%s): output channels %d must exceed the input's %d", scope.Scope(), cfg.Channels, cin)
 	}
 	_, e := cfg.Extension.apply(SeqConv(scope.In("ExtensionLayer"), x)).Channels(cfg.Channels - cin).Done()
 	first := x
 	if cfg.Released {
-		if e.Shape().Dim(-1) != cin {
+		if e.Shape().Dim(ch) != cin {
 			Panicf("layers.Downsample(%s): the released [E, E] variant needs C_out = 2*C_in", scope.Scope())
 		}
 		first = e
 	}
-	cat := Concatenate([]*Node{first, e}, -1)
+	cat := Concatenate([]*Node{first, e}, ch)
 	return ConvUnit(scope.In("ShrinkingLayer"), cat).Channels(cfg.Channels).KernelSize(3).Stride(2).
 		Groups(ShrinkGroups(cfg.Channels, cfg.NextK, cfg.NextSubgroups)).Done()
 }
@@ -78,9 +79,10 @@ func ShrinkGroups(c, k, subgroups int) int {
 	return c / k * max(subgroups, 1)
 }
 
-// GlobalAvgPool averages x [N,H,W,C] over its spatial axes, returning [N,C].
+// GlobalAvgPool averages x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout NCHW) over its spatial axes,
+// returning [N,C].
 func GlobalAvgPool(scope *model.Scope, x *Node) *Node {
-	out := ReduceMean(x, 1, 2)
+	out := ReduceMean(x, spatialAxesOf(scope)...)
 	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpGAP, Out: out.Shape().Dimensions, Elems: perImage(x),
 		Detail: "global average pool"})
 	return out

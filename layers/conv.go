@@ -29,7 +29,8 @@ import (
 type Lowering int
 
 const (
-	// LoweringAuto uses LoweringIm2Col on GoMLX's pure Go backend ("go") and LoweringNative elsewhere (XLA).
+	// LoweringAuto uses LoweringIm2Col on GoMLX's pure Go backend ("go"), LoweringONNX on ONNX Runtime
+	// ("onnxruntime") and LoweringNative elsewhere (XLA).
 	LoweringAuto Lowering = iota
 	// LoweringNative uses the backend's ConvGeneral.
 	LoweringNative
@@ -37,6 +38,11 @@ const (
 	// one DotGeneral. The Go backend's native ConvGeneral is a naive loop; this is ~60x faster there
 	// (BenchmarkConv2DLowering).
 	LoweringIm2Col
+	// LoweringONNX uses the backend's ConvGeneral for the forward pass and writes the gradients by hand without
+	// the input dilation, interior padding and batch groups that GoMLX's autodiff of strided and grouped
+	// convolutions needs and ONNX Runtime lacks (see conv2DExplicit). 1x1 stride-1 convolutions are one
+	// matrix product.
+	LoweringONNX
 )
 
 // String implements fmt.Stringer.
@@ -48,6 +54,8 @@ func (l Lowering) String() string {
 		return "native"
 	case LoweringIm2Col:
 		return "im2col"
+	case LoweringONNX:
+		return "onnx"
 	}
 	return fmt.Sprintf("Lowering(%d)", int(l))
 }
@@ -86,12 +94,12 @@ func precisionFromScope(scope *model.Scope) Precision {
 
 // ParseLowering converts a name ("auto", "native", "im2col") to a Lowering.
 func ParseLowering(name string) (Lowering, error) {
-	for _, l := range []Lowering{LoweringAuto, LoweringNative, LoweringIm2Col} {
+	for _, l := range []Lowering{LoweringAuto, LoweringNative, LoweringIm2Col, LoweringONNX} {
 		if l.String() == name {
 			return l, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown convolution lowering %q, expected auto|native|im2col", name)
+	return 0, fmt.Errorf("unknown convolution lowering %q, expected auto|native|im2col|onnx", name)
 }
 
 func loweringFromScope(scope *model.Scope) Lowering {
@@ -124,8 +132,11 @@ func (l Lowering) resolve(g *Graph) Lowering {
 	if l != LoweringAuto {
 		return l
 	}
-	if isGoBackend(g.Backend()) {
+	switch {
+	case isGoBackend(g.Backend()):
 		return LoweringIm2Col
+	case isONNXBackend(g.Backend()):
+		return LoweringONNX
 	}
 	return LoweringNative
 }
@@ -136,6 +147,21 @@ func isGoBackend(b compute.Backend) bool {
 	return name == gobackend.BackendName || strings.HasPrefix(name, "go ")
 }
 
+// checkBF16 panics (at graph building) when the bf16 precision meets a lowering that cannot run it:
+// ONNX Runtime's Conv has no bfloat16 kernel.
+func checkBF16(scope *model.Scope, g *Graph, l Lowering) {
+	if l.resolve(g) == LoweringONNX {
+		Panicf("layers(%s): the bf16 precision is not supported on ONNX Runtime (its convolutions have no "+
+			"bfloat16 kernel); use f32", scope.Scope())
+	}
+}
+
+// isONNXBackend reports whether b is the ONNX Runtime backend of compute-onnx (it registers as "onnx" and
+// is named "onnxruntime").
+func isONNXBackend(b compute.Backend) bool {
+	return strings.HasPrefix(strings.ToLower(b.Name()), "onnx")
+}
+
 // Conv2D convolves x [N, H, W, Cin] with kernel [kh, kw, Cin/groups, Cout] (HWIO), with the given stride,
 // "same"-style zero padding of (k-1)/2 on each side (PyTorch's padding=(k-1)/2 for odd k), and grouped
 // channels. It returns [N, Ho, Wo, Cout] with Ho = (H + 2*((kh-1)/2) - kh)/stride + 1.
@@ -144,11 +170,17 @@ func isGoBackend(b compute.Backend) bool {
 // kh*kw strided slices concatenated on the channel axis and one DotGeneral (a batched one for groups > 1);
 // a 1x1 stride-1 convolution is a single DotGeneral. Every op used has a gradient in GoMLX.
 func Conv2D(x, kernel *Node, stride, groups int, lowering Lowering) *Node {
+	return conv2D(x, kernel, NHWC, stride, groups, lowering)
+}
+
+// conv2D is Conv2D on images in layout l (LoweringIm2Col needs NHWC).
+func conv2D(x, kernel *Node, l Layout, stride, groups int, lowering Lowering) *Node {
 	if x.Rank() != 4 || kernel.Rank() != 4 {
-		Panicf("Conv2D: want x [N,H,W,C] and kernel [kh,kw,Cin/groups,Cout], got %s and %s", x.Shape(), kernel.Shape())
+		Panicf("Conv2D: want x [N,H,W,C] or [N,C,H,W] and kernel [kh,kw,Cin/groups,Cout], got %s and %s",
+			x.Shape(), kernel.Shape())
 	}
 	kh, kw, cinG, cout := kernel.Shape().Dim(0), kernel.Shape().Dim(1), kernel.Shape().Dim(2), kernel.Shape().Dim(3)
-	cin := x.Shape().Dim(3)
+	_, h, w, cin := l.dims(x)
 	if groups < 1 || cin%groups != 0 || cout%groups != 0 || cin/groups != cinG {
 		Panicf("Conv2D: %d input channels, %d output channels and kernel %s do not fit %d groups",
 			cin, cout, kernel.Shape(), groups)
@@ -157,9 +189,18 @@ func Conv2D(x, kernel *Node, stride, groups int, lowering Lowering) *Node {
 		Panicf("Conv2D: stride must be >= 1, got %d", stride)
 	}
 	padH, padW := (kh-1)/2, (kw-1)/2
-	if lowering.resolve(x.Graph()) == LoweringNative {
-		return Convolve(x, kernel).Strides(stride).PaddingPerDim([][2]int{{padH, padH}, {padW, padW}}).
-			ChannelGroupCount(groups).Done()
+	if h+2*padH < kh || w+2*padW < kw {
+		Panicf("Conv2D: input %dx%d is too small for a %dx%d kernel", h, w, kh, kw)
+	}
+	switch lowering = lowering.resolve(x.Graph()); {
+	case lowering == LoweringNative:
+		return nativeConv(x, kernel, l, stride, groups, [][2]int{{padH, padH}, {padW, padW}})
+	case lowering == LoweringONNX && l == NHWC && kh == 1 && kw == 1 && stride == 1 && groups == 1:
+		return matmulLastAxis(x, Reshape(kernel, cin, cout))
+	case lowering == LoweringONNX:
+		return conv2DExplicit(x, kernel, l, stride, groups, padH, padW)
+	case l != NHWC:
+		Panicf("Conv2D: the %s lowering needs NHWC images, got %s", lowering, l)
 	}
 	return conv2DIm2Col(x, kernel, stride, groups, padH, padW)
 }
@@ -170,9 +211,6 @@ func conv2DIm2Col(x, kernel *Node, stride, groups, padH, padW int) *Node {
 	kh, kw, cout := kernel.Shape().Dim(0), kernel.Shape().Dim(1), kernel.Shape().Dim(3)
 	ho := (h+2*padH-kh)/stride + 1
 	wo := (w+2*padW-kw)/stride + 1
-	if ho < 1 || wo < 1 {
-		Panicf("Conv2D: input %dx%d is too small for a %dx%d kernel", h, w, kh, kw)
-	}
 	if groups == 1 {
 		if stride == 1 && kh > 1 {
 			return conv2DSame(x, kernel)
@@ -269,7 +307,8 @@ type ConvBuilder struct {
 	profileKind, profileSummary string
 }
 
-// Conv starts building a bias-free convolution of x [N,H,W,Cin] (the authors' "LinearLayer"). Its weight
+// Conv starts building a bias-free convolution of x [N,H,W,Cin] ([N,Cin,H,W] in the scope's ParamLayout
+// NCHW) (the authors' "LinearLayer"). Its weight
 // "weight" [kh, kw, Cin/groups, Cout] lives in scope and starts with the MSR fan-out uniform initialisation
 // (see MSRBound). Padding is (k-1)/2, so stride 1 keeps the spatial size.
 func Conv(scope *model.Scope, x *Node) *ConvBuilder {
@@ -301,13 +340,15 @@ func (c *ConvBuilder) Lowering(l Lowering) *ConvBuilder {
 	return c
 }
 
-// Done creates (or reuses) the weight variable and returns the convolution output [N, Ho, Wo, Cout].
+// Done creates (or reuses) the weight variable and returns the convolution output [N, Ho, Wo, Cout] (or
+// [N, Cout, Ho, Wo]).
 func (c *ConvBuilder) Done() *Node {
 	x := c.x
+	layout := layoutFromScope(c.scope)
 	if x.Rank() != 4 {
-		Panicf("layers.Conv(%s): want an NHWC input of rank 4, got %s", c.scope.Scope(), x.Shape())
+		Panicf("layers.Conv(%s): want an %s input of rank 4, got %s", c.scope.Scope(), layout, x.Shape())
 	}
-	cin := x.Shape().Dim(3)
+	_, _, _, cin := layout.dims(x)
 	if c.channels <= 0 {
 		Panicf("layers.Conv(%s): Channels must be set to a positive number, got %d", c.scope.Scope(), c.channels)
 	}
@@ -325,14 +366,15 @@ func (c *ConvBuilder) Done() *Node {
 	}
 	var out *Node
 	if precisionFromScope(c.scope) == PrecisionBF16 && x.DType() == dtypes.Float32 {
+		checkBF16(c.scope, x.Graph(), lowering)
 		// Mixed precision: the convolution reads bfloat16 copies of the float32 activations and master
 		// weights (matmuls accumulate in float32) and returns float32; gradients flow back through the casts.
-		out = ConvertDType(Conv2D(ConvertDType(x, dtypes.BFloat16), ConvertDType(weight, dtypes.BFloat16),
-			c.stride, c.groups, lowering), dtypes.Float32)
+		out = ConvertDType(conv2D(ConvertDType(x, dtypes.BFloat16), ConvertDType(weight, dtypes.BFloat16),
+			layout, c.stride, c.groups, lowering), dtypes.Float32)
 	} else {
-		out = Conv2D(x, weight, c.stride, c.groups, lowering)
+		out = conv2D(x, weight, layout, c.stride, c.groups, lowering)
 	}
-	c.record(x.Graph(), out.Shape(), cin)
+	c.record(out, cin)
 	return out
 }
 
@@ -346,11 +388,11 @@ func (c *ConvBuilder) weight(g *Graph, dtype dtypes.DType, cin int) *Node {
 	return c.scope.WithInitializer(uniformInitializer(c.scope, bound)).VariableWithShape("weight", shape).NodeValue(g)
 }
 
-// record appends the conv's OpRecord (output shape out, cin input channels) to g's Profile.
-func (c *ConvBuilder) record(g *Graph, out shapes.Shape, cin int) {
-	recordOp(g, OpRecord{
-		Scope: c.scope.Scope(), Kind: OpConv, Out: out.Dimensions,
-		MACs:   int64(out.Size()/out.Dim(0)) * int64(cin/c.groups*c.kernel*c.kernel),
+// record appends the conv's OpRecord (output out, cin input channels) to its graph's Profile.
+func (c *ConvBuilder) record(out *Node, cin int) {
+	recordOp(out.Graph(), OpRecord{
+		Scope: c.scope.Scope(), Kind: OpConv, Out: recordDims(out, layoutFromScope(c.scope)),
+		MACs:   perImage(out) * int64(cin/c.groups*c.kernel*c.kernel),
 		Params: int64(c.kernel * c.kernel * cin / c.groups * c.channels),
 		Detail: fmt.Sprintf("conv %dx%d s%d %d->%d groups=%d", c.kernel, c.kernel, c.stride, cin, c.channels, c.groups),
 	})

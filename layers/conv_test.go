@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -49,11 +51,14 @@ func maxAbsDiff(t *testing.T, a, b *tensors.Tensor) float64 {
 	return m
 }
 
-// TestConv2DLoweringMatchesNative checks that the im2col lowering (with its hand-written gradients) computes
-// exactly what the backend's native ConvGeneral computes: the output and the gradients with respect to the
-// input and the kernel, for 1x1/3x3/5x5 kernels, strides 1 and 2, and grouped convolutions.
+// TestConv2DLoweringMatchesNative checks that the lowerings with hand-written gradients compute what GoMLX's
+// native ConvGeneral and its autodiff compute on the Go backend in float64: the output and the gradients with
+// respect to the input and the kernel, for 1x1/3x3/5x5/7x7 kernels, strides 1-3, odd sizes and grouped
+// convolutions. The lowerings run on the test engine: im2col (Go backend only: on ONNX Runtime the gradient
+// of its strided slices needs interior padding) and the ONNX Runtime lowering in both layouts.
 func TestConv2DLoweringMatchesNative(t *testing.T) {
 	backend := engine.MustNewForTest()
+	dtype := testDType(backend)
 	tests := []struct {
 		n, h, w, cin, cout, k, stride, groups int
 	}{
@@ -65,6 +70,19 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 		{2, 8, 8, 8, 12, 3, 2, 2},
 		{1, 9, 9, 2, 3, 5, 1, 1},
 		{1, 3, 3, 4, 4, 3, 2, 1},
+		{1, 7, 7, 3, 4, 3, 2, 1},
+		{2, 9, 8, 4, 6, 5, 2, 2},
+		{1, 7, 7, 4, 4, 1, 2, 1},
+		{1, 8, 10, 3, 4, 3, 3, 1},
+		{1, 11, 12, 3, 4, 7, 2, 1},
+	}
+	type variant struct {
+		lowering Lowering
+		layout   Layout
+	}
+	variants := []variant{{LoweringONNX, NHWC}, {LoweringONNX, NCHW}}
+	if isGoBackend(backend) {
+		variants = append(variants, variant{LoweringIm2Col, NHWC})
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range tests {
@@ -72,9 +90,9 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			x := randTensor(rng, tc.n, tc.h, tc.w, tc.cin)
 			kernel := randTensor(rng, tc.k, tc.k, tc.cin/tc.groups, tc.cout)
-			run := func(l Lowering) []*tensors.Tensor {
-				exec := MustNewExec(backend, func(x, kernel *Node) []*Node {
-					out := Conv2D(x, kernel, tc.stride, tc.groups, l)
+			run := func(b compute.Backend, v variant, x, kernel *tensors.Tensor) []*tensors.Tensor {
+				exec := MustNewExec(b, func(x, kernel *Node) []*Node {
+					out := v.layout.ToNHWC(conv2D(v.layout.FromNHWC(x), kernel, v.layout, tc.stride, tc.groups, v.lowering))
 					// A non-uniform loss so that every output element gets a different gradient.
 					weights := Sin(IotaFull(x.Graph(), out.Shape()))
 					loss := ReduceAllSum(Mul(out, weights))
@@ -83,10 +101,13 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 				})
 				return exec.MustCall(x, kernel)
 			}
-			native, lowered := run(LoweringNative), run(LoweringIm2Col)
-			for i, what := range []string{"output", "grad x", "grad kernel"} {
-				if d := maxAbsDiff(t, native[i], lowered[i]); d > 1e-12 {
-					t.Errorf("%s: max |native - im2col| = %g", what, d)
+			native := run(goBackend(backend), variant{LoweringNative, NHWC}, x, kernel)
+			for _, v := range variants {
+				lowered := run(backend, v, toDType(x, dtype), toDType(kernel, dtype))
+				for i, what := range []string{"output", "grad x", "grad kernel"} {
+					if rel, ok := closeTo(t, backend, native[i], lowered[i]); !ok {
+						t.Errorf("%s: max |native - %s %s| = %g (relative)", what, v.lowering, v.layout, rel)
+					}
 				}
 			}
 		})
@@ -94,11 +115,23 @@ func TestConv2DLoweringMatchesNative(t *testing.T) {
 }
 
 // TestConvBF16 checks the bf16 mixed-precision convolution: float32 in and out, values and gradients within
-// bfloat16 rounding of the float32 convolution, on both lowerings.
+// bfloat16 rounding of the float32 convolution, on both lowerings. ONNX Runtime has no bfloat16 convolution:
+// there it checks that bf16 is refused with a clear error.
 func TestConvBF16(t *testing.T) {
 	backend := engine.MustNewForTest()
 	rng := rand.New(rand.NewPCG(9, 10))
 	x := randTensor32(rng, 2, 6, 6, 8)
+	if isONNXBackend(backend) {
+		store := model.NewStore()
+		store.RootScope().SetParam(ParamPrecision, string(PrecisionBF16))
+		_, err := model.MustNewExec(backend, store, func(scope *model.Scope, x *Node) *Node {
+			return Conv(scope, x).Channels(16).Done()
+		}).Call(x)
+		if err == nil || !strings.Contains(err.Error(), "bf16 precision is not supported on ONNX Runtime") {
+			t.Errorf("bf16 on ONNX Runtime: got error %v, want one saying it is not supported", err)
+		}
+		return
+	}
 	for _, lowering := range []Lowering{LoweringIm2Col, LoweringNative} {
 		results := map[Precision][]*tensors.Tensor{}
 		for _, p := range []Precision{PrecisionF32, PrecisionBF16} {

@@ -12,25 +12,28 @@ import (
 // transpose. Here dx = dOut · wᵀ needs no transpose at all and dw transposes only the smaller of x and dOut.
 // Numerically it is the same matrix product.
 func matmulLastAxis(x, w *Node) *Node {
-	rank := x.Rank()
 	k, co := w.Shape().Dim(0), w.Shape().Dim(1)
 	m := x.Shape().Size() / k
+	outDims := x.Shape().Clone().Dimensions
+	outDims[len(outDims)-1] = co
+	// Both operands of every product are matrices: ONNX Runtime runs rank-2 DotGenerals as MatMul (others
+	// as the slower Einsum), and reshaping costs nothing on the Go backend.
+	x = Reshape(x, m, k)
 	var dOut *Node
 	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
-		return DotGeneral(dOut, []int{rank - 1}, nil, w, []int{1}, nil)
+		return DotGeneral(dOut, []int{1}, nil, w, []int{1}, nil)
 	})
 	ws := IdentityWithCustomGradient(w, func(_, _ *Node) *Node {
-		d := Reshape(dOut, m, co)
-		x2 := Reshape(x, m, k)
 		if k <= co {
-			return DotGeneral(Transpose(x2, 0, 1), []int{1}, nil, d, []int{0}, nil)
+			return DotGeneral(Transpose(x, 0, 1), []int{1}, nil, dOut, []int{0}, nil)
 		}
-		return Transpose(DotGeneral(Transpose(d, 0, 1), []int{1}, nil, x2, []int{0}, nil), 0, 1)
+		return Transpose(DotGeneral(Transpose(dOut, 0, 1), []int{1}, nil, x, []int{0}, nil), 0, 1)
 	})
 	// The kernel goes in as wᵀ [Co, K], both operands contracted on their last axis: for 16 outputs the
 	// backend's matmul is then ~1.35x faster at K = 112 (the CIFAR demo's stage-1 width) and about as fast at
 	// K = 16 and 336 (BenchmarkGoBackendOps/matmul-16-outputs*).
-	return captureGradient(DotGeneral(xs, []int{rank - 1}, nil, Transpose(ws, 0, 1), []int{1}, nil), &dOut)
+	out := captureGradient(DotGeneral(xs, []int{1}, nil, Transpose(ws, 0, 1), []int{1}, nil), &dOut)
+	return Reshape(out, outDims...)
 }
 
 // captureGradient returns out unchanged; during reverse-mode autodiff it stores out's adjoint in *dst.
@@ -46,11 +49,11 @@ func captureGradient(out *Node, dst **Node) *Node {
 	})
 }
 
-// splitChannels splits x [..., n*k] into n pieces of k channels along the last axis. Its gradient is one
+// splitChannels splits x into n pieces of k channels along its channel axis ch. Its gradient is one
 // concatenation of the pieces' gradients (zeros for unused pieces) rather than GoMLX's default for n slices,
 // which pads each piece's gradient to the full width of x and sums the n results (O(n²) work).
-func splitChannels(x *Node, k int) []*Node {
-	c := x.Shape().Dim(-1)
+func splitChannels(x *Node, ch, k int) []*Node {
+	c := x.Shape().Dim(ch)
 	if k <= 0 || c%k != 0 {
 		Panicf("splitChannels: %d channels do not split into groups of %d", c, k)
 	}
@@ -60,15 +63,17 @@ func splitChannels(x *Node, k int) []*Node {
 		parts := make([]*Node, n)
 		for i, g := range grads {
 			if g == nil {
-				g = Zeros(x.Graph(), shapes.Make(x.DType(), append(x.Shape().Clone().Dimensions[:x.Rank()-1], k)...))
+				dims := x.Shape().Clone().Dimensions
+				dims[ch] = k
+				g = Zeros(x.Graph(), shapes.Make(x.DType(), dims...))
 			}
 			parts[i] = g
 		}
-		return Concatenate(parts, -1)
+		return Concatenate(parts, ch)
 	})
 	pieces := make([]*Node, n)
 	for i := range n {
-		pieces[i] = captureGradient(SliceAxis(xs, -1, AxisRange(i*k, (i+1)*k)), &grads[i])
+		pieces[i] = captureGradient(SliceAxis(xs, ch, AxisRange(i*k, (i+1)*k)), &grads[i])
 	}
 	return pieces
 }

@@ -71,3 +71,11 @@ func recordOp(g *Graph, r OpRecord) {
 func perImage(x *Node) int64 {
 	return int64(x.Shape().Size() / x.Shape().Dim(0))
 }
+
+// recordDims returns x's dimensions for an OpRecord: image tensors in layout l as [N, H, W, C].
+func recordDims(x *Node, l Layout) []int {
+	if x.Rank() == 4 {
+		return l.nhwc(x)
+	}
+	return x.Shape().Dimensions
+}

@@ -167,14 +167,17 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 	if b.bottleneck && (b.subgroups < 1 || k%b.subgroups != 0) {
 		Panicf("layers.SeqConv(%s): subgroups %d must divide the granularity %d", scope.Scope(), b.subgroups, k)
 	}
-	if b.shortcut != nil && (b.shortcut.Rank() != 4 || b.shortcut.Shape().Dim(-1) != b.channels) {
-		Panicf("layers.SeqConv(%s): shortcut %s must be [N,H,W,%d]", scope.Scope(), b.shortcut.Shape(), b.channels)
+	layout := layoutFromScope(scope)
+	ch := layout.channelAxis()
+	if b.shortcut != nil && (b.shortcut.Rank() != 4 || b.shortcut.Shape().Dim(ch) != b.channels) {
+		Panicf("layers.SeqConv(%s): shortcut %s must have %d channels (%s)", scope.Scope(), b.shortcut.Shape(),
+			b.channels, layout)
 	}
-	cin := x.Shape().Dim(3)
+	cin := x.Shape().Dim(ch)
 	n := b.channels / k
 	var shortcuts []*Node
 	if b.shortcut != nil {
-		shortcuts = splitChannels(b.shortcut, k)
+		shortcuts = splitChannels(b.shortcut, ch, k)
 	}
 	impl := b.impl
 	if !b.implSet {
@@ -184,24 +187,30 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 	lowering := loweringFromScope(scope).resolve(x.Graph())
 	var raws, acts []*Node
 	switch {
-	case impl == SeqConvDirect:
+	case impl == SeqConvDirect || (layout == NCHW && !b.bottleneck):
 		raws, acts = b.doneDirect(shortcuts)
-	case lowering == LoweringIm2Col:
+	case layout == NCHW && lowering == LoweringONNX:
+		raws, acts = b.doneFusedMatMul(plan, shortcuts)
+	case layout == NCHW:
+		Panicf("layers.SeqConv(%s): the fused implementation in the %s layout needs the %s lowering, got %s",
+			scope.Scope(), layout, LoweringONNX, lowering)
+	case lowering == LoweringIm2Col || lowering == LoweringONNX:
 		raws, acts = b.doneFusedGathered(plan, shortcuts)
 	default:
 		raws, acts = b.doneFusedNative(plan, shortcuts, lowering)
 	}
-	return concat(raws), concat(acts)
+	return concatAxis(raws, ch), concatAxis(acts, ch)
 }
 
 // doneDirect is the SeqConvDirect implementation.
 func (b *SeqConvBuilder) doneDirect(shortcuts []*Node) (raws, acts []*Node) {
 	x, scope, k := b.x, b.scope, b.k
-	cin := x.Shape().Dim(3)
+	ch := layoutFromScope(scope).channelAxis()
+	cin := x.Shape().Dim(ch)
 	window := b.WindowChannels(cin)
 	view := x
 	if window > 0 && cin > window {
-		view = SliceAxis(x, -1, AxisRange(cin-window))
+		view = SliceAxis(x, ch, AxisRange(cin-window))
 	}
 	n := b.channels / k
 	filters := scope.In("Filters")
@@ -219,19 +228,23 @@ func (b *SeqConvBuilder) doneDirect(shortcuts []*Node) (raws, acts []*Node) {
 		if j == n-1 {
 			break
 		}
-		view = Concatenate([]*Node{view, a}, -1)
-		if window > 0 && view.Shape().Dim(-1) > window {
-			view = SliceAxis(view, -1, AxisRange(view.Shape().Dim(-1)-window))
+		view = Concatenate([]*Node{view, a}, ch)
+		if window > 0 && view.Shape().Dim(ch) > window {
+			view = SliceAxis(view, ch, AxisRange(view.Shape().Dim(ch)-window))
 		}
 	}
 	return raws, acts
 }
 
-func concat(xs []*Node) *Node {
+// concat concatenates xs on the last axis (xs[0] alone is returned as is).
+func concat(xs []*Node) *Node { return concatAxis(xs, -1) }
+
+// concatAxis concatenates xs on axis (xs[0] alone is returned as is).
+func concatAxis(xs []*Node, axis int) *Node {
 	if len(xs) == 1 {
 		return xs[0]
 	}
-	return Concatenate(xs, -1)
+	return Concatenate(xs, axis)
 }
 
 // String describes the layer configuration, for summaries.

@@ -23,7 +23,10 @@ const (
 	// it. On backends with a native convolution (XLA) the input's contribution to all filters is one
 	// convolution (grouped over per-filter dropped-out copies of the input when training with dropout), and
 	// only the new groups' contributions are computed filter by filter, zero-padded to one shape per layer so
-	// that XLA compiles and autotunes it once; autodiff derives the gradients there.
+	// that XLA compiles and autotunes it once; autodiff derives the gradients there. On ONNX Runtime (channels
+	// first, LoweringONNX) a bottleneck filter's 1x1 convolution is one batched matrix product of the
+	// concatenated pieces, with the gradients written per piece as on the Go backend (see doneFusedMatMul);
+	// plain filters there use the direct formulation.
 	SeqConvFused SeqConvImpl = iota
 	// SeqConvDirect is the straightforward formulation of the paper's equations: for each filter, slice the
 	// view from the growing sequence, apply dropout to it, convolve it.
@@ -314,7 +317,7 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 		}
 		out := gatheredProduct(patches, kernel, maskRows, cdt, &f.dOut)
 		out = ConvertDType(out, dt)
-		f.conv.conv.record(g, out.Shape(), viewW)
+		f.conv.conv.record(out, viewW)
 		r, a := b.finishFilter(fs, f.conv, out, sc)
 		raws = append(raws, r)
 		acts = append(acts, a)
@@ -457,7 +460,7 @@ func (b *SeqConvBuilder) doneFusedNative(plan seqPlan, shortcuts []*Node, loweri
 			out = Add(parts[0], parts[1])
 		}
 		out = ConvertDType(out, dt)
-		f.conv.conv.record(g, out.Shape(), hi-lo)
+		f.conv.conv.record(out, hi-lo)
 		var sc *Node
 		if shortcuts != nil {
 			sc = shortcuts[j]

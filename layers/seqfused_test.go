@@ -16,10 +16,12 @@ import (
 
 // TestSeqConvImplsAgree checks that the fused implementation (gathered products with hand-written gradients
 // on the Go backend; one input convolution plus per-filter convolutions of the new groups with native
-// convolutions) computes exactly what the direct formulation computes, in float64: both outputs and the
+// convolutions; ONNX Runtime's batched products, channels first) and the direct formulation in both layouts
+// compute exactly what the direct formulation computes on the Go backend, in float64: both outputs and the
 // gradients of a loss with respect to the input, the shortcut and every variable, in training mode with
 // dropout (both draw the same masks) and in inference mode.
 func TestSeqConvImplsAgree(t *testing.T) {
+	goBackendOnly(t)
 	backend := gobackend.GetBackend()
 	tests := []struct {
 		name                   string
@@ -44,7 +46,9 @@ func TestSeqConvImplsAgree(t *testing.T) {
 	impls := []struct {
 		impl     SeqConvImpl
 		lowering Lowering
-	}{{SeqConvDirect, LoweringIm2Col}, {SeqConvFused, LoweringIm2Col}, {SeqConvFused, LoweringNative}}
+		layout   Layout
+	}{{SeqConvDirect, LoweringIm2Col, NHWC}, {SeqConvFused, LoweringIm2Col, NHWC}, {SeqConvFused, LoweringNative, NHWC},
+		{SeqConvFused, LoweringONNX, NHWC}, {SeqConvFused, LoweringONNX, NCHW}, {SeqConvDirect, LoweringONNX, NCHW}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(5, 6))
@@ -61,15 +65,17 @@ func TestSeqConvImplsAgree(t *testing.T) {
 					g := x.Graph()
 					store.SetTraining(g, tc.training)
 					scope.SetParam(ParamLowering, im.lowering)
-					b := SeqConv(scope, x).Granularity(tc.k).Channels(tc.cout).Bottleneck(tc.bottleneck).
+					scope.SetParam(ParamLayout, im.layout)
+					b := SeqConv(scope, im.layout.FromNHWC(x)).Granularity(tc.k).Channels(tc.cout).Bottleneck(tc.bottleneck).
 						Subgroups(tc.subgroup).Window(tc.windowGroups).DropRate(tc.drop).Impl(im.impl)
 					if tc.dense {
 						b.Dense()
 					}
 					if tc.shortcut {
-						b.Shortcut(s).Junction(1)
+						b.Shortcut(im.layout.FromNHWC(s)).Junction(1)
 					}
 					raw, act := b.Done()
+					raw, act = im.layout.ToNHWC(raw), im.layout.ToNHWC(act)
 					loss := Add(ReduceAllSum(Mul(raw, r1)), ReduceAllSum(Mul(act, r2)))
 					wrt := []*Node{x, s}
 					names = []string{"dx", "ds"}
@@ -87,21 +93,22 @@ func TestSeqConvImplsAgree(t *testing.T) {
 				}
 				// A first call initialises the variables (drawing from the RNG), then both draw the same masks.
 				if _, err := exec.Call(x, s, r1, r2); err != nil {
-					t.Fatalf("%s/%s: %v", im.impl, im.lowering, err)
+					t.Fatalf("%s/%s/%s: %v", im.impl, im.lowering, im.layout, err)
 				}
 				if err := store.SetRNGStateFromSeed(11); err != nil {
 					t.Fatal(err)
 				}
 				out, err := exec.Call(x, s, r1, r2)
 				if err != nil {
-					t.Fatalf("%s/%s: %v", im.impl, im.lowering, err)
+					t.Fatalf("%s/%s/%s: %v", im.impl, im.lowering, im.layout, err)
 				}
 				results = append(results, out)
 			}
 			names = append([]string{"raw", "act"}, names...)
 			for i := 1; i < len(impls); i++ {
 				if len(results[i]) != len(results[0]) {
-					t.Fatalf("%s/%s: %d results, want %d", impls[i].impl, impls[i].lowering, len(results[i]), len(results[0]))
+					t.Fatalf("%s/%s/%s: %d results, want %d", impls[i].impl, impls[i].lowering, impls[i].layout,
+						len(results[i]), len(results[0]))
 				}
 				for o := range results[0] {
 					want := tensors.MustCopyFlatData[float64](results[0][o])
@@ -115,8 +122,8 @@ func TestSeqConvImplsAgree(t *testing.T) {
 					}
 					for e := range want {
 						if math.Abs(got[e]-want[e]) > 1e-10*max(scale, 1) {
-							t.Fatalf("%s/%s %s[%d]: got %.15g, want %.15g (direct)", impls[i].impl, impls[i].lowering,
-								names[o], e, got[e], want[e])
+							t.Fatalf("%s/%s/%s %s[%d]: got %.15g, want %.15g (direct)", impls[i].impl,
+								impls[i].lowering, impls[i].layout, names[o], e, got[e], want[e])
 						}
 					}
 				}
@@ -162,6 +169,7 @@ func TestSeqPlanViews(t *testing.T) {
 // input's contribution (one convolution), the new groups' contributions (one shape for all filters) and the
 // bottleneck's 3x3; the direct formulation has one view convolution per filter plus the 3x3.
 func TestSeqConvNativeShapes(t *testing.T) {
+	goBackendOnly(t)
 	backend := gobackend.GetBackend()
 	for _, tc := range []struct {
 		impl            SeqConvImpl
@@ -193,6 +201,7 @@ func TestSeqConvNativeShapes(t *testing.T) {
 // rounding (relative L2 <= 2e-2, and not bit-equal) of the float32 computation for the output, the input
 // gradient and the variable gradients, in training with dropout, for bottleneck and plain filters.
 func TestSeqConvFusedBF16(t *testing.T) {
+	goBackendOnly(t)
 	backend := gobackend.GetBackend()
 	rng := rand.New(rand.NewPCG(7, 8))
 	x := randTensor32(rng, 2, 5, 4, 6)

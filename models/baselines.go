@@ -227,7 +227,7 @@ func (c Config) validateBaseline() error {
 	return nil
 }
 
-// buildBaseline builds a baseline model on x [N,H,W,C] and returns the logits.
+// buildBaseline builds a baseline model on images x (in scope's layers.ParamLayout) and returns the logits.
 func (c Config) buildBaseline(scope *model.Scope, x *Node) *Node {
 	if c.Family == FamilyResNet {
 		return c.buildResNet(scope, x)
@@ -271,7 +271,7 @@ func (c Config) bottleneck(scope *model.Scope, x *Node, planes, stride int) *Nod
 	y = layers.Conv(scope.In("conv3"), y).Channels(outC).KernelSize(1).Done()
 	y = layers.BatchNorm(scope.In("bn3"), y).Done()
 	identity := x
-	if stride != 1 || x.Shape().Dim(-1) != outC {
+	if stride != 1 || x.Shape().Dim(layers.ChannelAxis(scope)) != outC {
 		ds := scope.In("downsample")
 		identity = layers.Conv(ds.In("0"), x).Channels(outC).KernelSize(1).Stride(stride).Done()
 		identity = layers.BatchNorm(ds.In("1"), identity).Done()
@@ -293,12 +293,12 @@ func (c Config) buildDenseNet(scope *model.Scope, x *Node) *Node {
 		for j := range numLayers {
 			features = append(features, c.denseLayer(block.In("denselayer%d", j+1), features))
 		}
-		y = Concatenate(features, -1)
+		y = Concatenate(features, layers.ChannelAxis(scope))
 		if i < len(c.BlocksPerStage)-1 {
 			t := f.In("transition%d", i+1)
 			y = layers.BatchNorm(t.In("norm"), y).Done()
 			y = layers.ReLU(t.In("relu"), y)
-			y = layers.Conv(t.In("conv"), y).Channels(y.Shape().Dim(-1) / 2).KernelSize(1).Done()
+			y = layers.Conv(t.In("conv"), y).Channels(y.Shape().Dim(layers.ChannelAxis(scope)) / 2).KernelSize(1).Done()
 			y = layers.AvgPool2d(t.In("pool"), y, 2, 2, 0)
 		}
 	}
@@ -314,7 +314,7 @@ func (c Config) buildDenseNet(scope *model.Scope, x *Node) *Node {
 func (c Config) denseLayer(scope *model.Scope, features []*Node) *Node {
 	y := features[0]
 	if len(features) > 1 {
-		y = Concatenate(features, -1)
+		y = Concatenate(features, layers.ChannelAxis(scope))
 	}
 	y = layers.ReLU(scope.In("relu1"), layers.BatchNorm(scope.In("norm1"), y).Done())
 	y = layers.Conv(scope.In("conv1"), y).Channels(c.BNSize * c.GrowthRate).KernelSize(1).Done()

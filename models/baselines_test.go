@@ -221,21 +221,41 @@ func checkFinite(t *testing.T, what string, logits *tensors.Tensor, batch, class
 	}
 }
 
-// TestPools checks layers.MaxPool2d and layers.AvgPool2d (both lowerings) against a direct computation of
-// PyTorch's semantics on a 7x7 input (floor mode, padding, count_include_pad) and their gradients on the Go
-// backend (max: to each window's maximum).
+// TestPools checks layers.MaxPool2d and layers.AvgPool2d (every lowering the test engine runs) against a direct
+// computation of PyTorch's semantics on a 7x7 input (floor mode, padding, count_include_pad) and their gradients
+// (max: to each window's maximum), in float64 at 1e-12 on the Go backend and in float32 at 1e-5 on ONNX
+// Runtime.
 func TestPools(t *testing.T) {
 	backend := engine.MustNewForTest()
+	type poolCase struct {
+		max                     bool
+		kernel, stride, padding int
+	}
+	// The Go backend cannot differentiate GoMLX's native pools (no SelectAndScatter; its Pad rejects the negative
+	// padding of the SumPool gradient), which the native lowering uses; a non-overlapping avg pool is a reshape
+	// with every lowering.
+	reshaped := func(pc poolCase) bool { return !pc.max && pc.kernel == pc.stride && pc.padding == 0 }
+	type variant struct {
+		lowering string
+		layout   layers.Layout
+		grad     func(poolCase) bool // whether the gradient is checked
+	}
+	always := func(poolCase) bool { return true }
+	variants, tol := []variant{
+		{"im2col", layers.NHWC, always},
+		{"native", layers.NHWC, reshaped},
+		{"onnx", layers.NHWC, always},
+		{"onnx", layers.NCHW, always},
+	}, 1e-12
+	if !engine.IsGo(backend) {
+		variants, tol = []variant{{"auto", layers.NHWC, always}, {"auto", layers.NCHW, always}}, 1e-5
+	}
 	const n, h, w, c = 2, 7, 7, 3
 	data := make([]float64, n*h*w*c)
 	for i := range data {
 		data[i] = math.Sin(1.3*float64(i) + 0.7*float64(i%5))
 	}
 	at := func(b, i, j, ch int) float64 { return data[((b*h+i)*w+j)*c+ch] }
-	type poolCase struct {
-		max                     bool
-		kernel, stride, padding int
-	}
 	// ref returns PyTorch's pool output and, for d/dx sum(y * r) with r = channel+1, the expected gradient.
 	ref := func(pc poolCase) (out []float64, ho, wo int, grad []float64) {
 		grad = make([]float64, len(data))
@@ -274,22 +294,29 @@ func TestPools(t *testing.T) {
 		return
 	}
 	x := tensors.FromFlatDataAndDimensions(data, n, h, w, c)
-	for _, lowering := range []string{"im2col", "native"} {
+	if !engine.IsGo(backend) {
+		f32 := make([]float32, len(data))
+		for i, v := range data {
+			f32[i] = float32(v)
+		}
+		x = tensors.FromFlatDataAndDimensions(f32, n, h, w, c)
+	}
+	for _, v := range variants {
 		for _, pc := range []poolCase{{true, 3, 2, 1}, {true, 2, 2, 0}, {false, 2, 2, 0}, {false, 3, 2, 1}, {false, 3, 1, 0}} {
 			want, ho, wo, wantGrad := ref(pc)
 			res, err := ExecOnceN(backend, func(x *Node) []*Node {
 				scope := model.NewStore().RootScope()
-				scope.SetParam(layers.ParamLowering, lowering)
+				scope.SetParam(layers.ParamLowering, v.lowering)
+				scope.SetParam(layers.ParamLayout, v.layout)
 				var y *Node
 				if pc.max {
-					y = layers.MaxPool2d(scope, x, pc.kernel, pc.stride, pc.padding)
+					y = layers.MaxPool2d(scope, v.layout.FromNHWC(x), pc.kernel, pc.stride, pc.padding)
 				} else {
-					y = layers.AvgPool2d(scope, x, pc.kernel, pc.stride, pc.padding)
+					y = layers.AvgPool2d(scope, v.layout.FromNHWC(x), pc.kernel, pc.stride, pc.padding)
 				}
+				y = v.layout.ToNHWC(y)
 				outs := []*Node{y}
-				// The Go backend cannot differentiate GoMLX's native pools (no SelectAndScatter; its Pad rejects
-				// the negative padding of the SumPool gradient); a non-overlapping avg pool is a reshape on both.
-				if lowering == "im2col" || (!pc.max && pc.kernel == pc.stride && pc.padding == 0) {
+				if v.grad(pc) {
 					// d/dx sum(y * r): r at each window's maximum, or r/k² at each element of the window.
 					r := Iota(x.Graph(), y.Shape(), 3)
 					outs = append(outs, Gradient(ReduceAllSum(Mul(y, AddScalar(r, 1))), x)[0])
@@ -297,27 +324,40 @@ func TestPools(t *testing.T) {
 				return outs
 			}, x)
 			if err != nil {
-				t.Fatalf("%s %+v: %v", lowering, pc, err)
+				t.Fatalf("%s %s %+v: %v", v.lowering, v.layout, pc, err)
 			}
 			if dims := res[0].Shape().Dimensions; dims[1] != ho || dims[2] != wo {
-				t.Fatalf("%s %+v: shape %s, want %dx%d", lowering, pc, res[0].Shape(), ho, wo)
+				t.Fatalf("%s %s %+v: shape %s, want %dx%d", v.lowering, v.layout, pc, res[0].Shape(), ho, wo)
 			}
-			got := tensors.MustCopyFlatData[float64](res[0])
+			got := float64s(res[0])
 			for i := range want {
-				if math.Abs(got[i]-want[i]) > 1e-12 {
-					t.Fatalf("%s %+v: element %d = %v, want %v", lowering, pc, i, got[i], want[i])
+				if math.Abs(got[i]-want[i]) > tol {
+					t.Fatalf("%s %s %+v: element %d = %v, want %v", v.lowering, v.layout, pc, i, got[i], want[i])
 				}
 			}
 			if len(res) > 1 {
-				gotGrad := tensors.MustCopyFlatData[float64](res[1])
+				gotGrad := float64s(res[1])
 				for i := range wantGrad {
-					if math.Abs(gotGrad[i]-wantGrad[i]) > 1e-12 {
-						t.Fatalf("%s %+v: gradient element %d = %v, want %v", lowering, pc, i, gotGrad[i], wantGrad[i])
+					if math.Abs(gotGrad[i]-wantGrad[i]) > tol {
+						t.Fatalf("%s %s %+v: gradient element %d = %v, want %v", v.lowering, v.layout, pc, i, gotGrad[i],
+							wantGrad[i])
 					}
 				}
 			}
 		}
 	}
+}
+
+// float64s returns the values of a float32 or float64 tensor as float64.
+func float64s(x *tensors.Tensor) []float64 {
+	if x.DType() == dtypes.Float32 {
+		var out []float64
+		for _, v := range tensors.MustCopyFlatData[float32](x) {
+			out = append(out, float64(v))
+		}
+		return out
+	}
+	return tensors.MustCopyFlatData[float64](x)
 }
 
 // TestBaselineValidate checks that bad baseline configs give errors naming the key.

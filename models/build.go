@@ -11,6 +11,8 @@ import (
 
 // Build builds the model's graph on images x [N,H,W,C] (channels last) and returns the logits [N, Classes].
 // Variables are created in scope under the authors' module names ("Init/LinearLayer/weight", ...).
+// Inside, the images are in the layout the backend runs fastest (layers.PreferredLayout, which Build sets
+// as scope's layers.ParamLayout): channels first on ONNX Runtime. The variables are the same in both.
 // It panics (GoMLX style) on an invalid config or input; call Validate first to get an error instead.
 func (c Config) Build(scope *model.Scope, x *Node) *Node {
 	c = c.WithDefaults()
@@ -20,6 +22,9 @@ func (c Config) Build(scope *model.Scope, x *Node) *Node {
 	if x.Rank() != 4 || x.Shape().Dim(3) != c.InChannels {
 		Panicf("model %s: want input images [N, H, W, %d] (channels last), got %s", c.Name, c.InChannels, x.Shape())
 	}
+	layout := layers.PreferredLayout(scope, x.Graph())
+	scope.SetParam(layers.ParamLayout, layout)
+	x = layout.FromNHWC(x)
 	if c.isBaseline() {
 		return c.buildBaseline(scope, x)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -15,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/ml/train/loss"
 	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/interop"
+	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -86,14 +88,28 @@ func goldenFill(t *testing.T, store *model.Store) {
 			data = make([]float64, n)
 		}
 		data = interop.FromTorch(layout, dims, data)
-		if err := v.SetValue(tensors.FromFlatDataAndDimensions(data, dims...)); err != nil {
+		value := tensors.FromFlatDataAndDimensions(data, dims...)
+		if v.DType() == dtypes.Float32 {
+			value = tensors.FromFlatDataAndDimensions(toFloat32(data), dims...)
+		}
+		if err := v.SetValue(value); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
 }
 
-// goldenInput is x[n,c,h,w] = sin(0.9n + 1.7c + 0.31h + 0.23w), returned channels last.
-func goldenInput(batch, channels, res int) *tensors.Tensor {
+// toFloat32 converts float64 values to float32.
+func toFloat32(data []float64) []float32 {
+	out := make([]float32, len(data))
+	for i, v := range data {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+// goldenInput is x[n,c,h,w] = sin(0.9n + 1.7c + 0.31h + 0.23w), returned channels last in dtype (float64 or
+// float32).
+func goldenInput(batch, channels, res int, dtype dtypes.DType) *tensors.Tensor {
 	data := make([]float64, 0, batch*res*res*channels)
 	for n := range batch {
 		for h := range res {
@@ -103,6 +119,9 @@ func goldenInput(batch, channels, res int) *tensors.Tensor {
 				}
 			}
 		}
+	}
+	if dtype == dtypes.Float32 {
+		return tensors.FromFlatDataAndDimensions(toFloat32(data), batch, res, res, channels)
 	}
 	return tensors.FromFlatDataAndDimensions(data, batch, res, res, channels)
 }
@@ -129,9 +148,34 @@ func assertClose(t *testing.T, what string, got, want, rel float64) {
 	}
 }
 
+// goldenVariant is one way TestGolden builds the models: a lowering (the scope's layers.ParamLowering), the dtype
+// it computes in, and the relative tolerances (see assertClose) of the comparisons with the float64 golden
+// values: eval logits; train loss and classifier-bias gradient; train logits and global gradient norm.
+type goldenVariant struct {
+	lowering                   string
+	dtype                      dtypes.DType
+	relEval, relLoss, relTrain float64
+}
+
+// goldenVariants returns the variants TestGolden checks on backend. The Go backend computes in float64, with its
+// own lowering (im2col, channels last) and with ONNX Runtime's (native convolutions with hand-written gradients,
+// channels first): both reproduce the golden values to their printed precision, 1e-6.
+//
+// ONNX Runtime computes in float32 (its convolutions have no float64 kernel). Its eval logits, train loss and
+// classifier-bias gradient are within 1e-4 of the golden values (measured: 2.5e-5, 5.8e-6, 2.5e-6). Train-mode
+// logits and the global gradient norm are within 2e-2 (measured: 1.2e-3, 4.9e-3): batch norm over the last
+// stages' few values per channel (2x2 maps of 2 images in B22) amplifies float32 rounding, and the Go backend in
+// float32 deviates as much (3.7e-3 and 1.6e-2 with either lowering, measured 2026-11-29).
+func goldenVariants(backend compute.Backend) []goldenVariant {
+	if engine.IsGo(backend) {
+		return []goldenVariant{{"auto", dtypes.Float64, 1e-6, 1e-6, 1e-6}, {"onnx", dtypes.Float64, 1e-6, 1e-6, 1e-6}}
+	}
+	return []goldenVariant{{"auto", dtypes.Float32, 1e-4, 1e-4, 2e-2}}
+}
+
 // TestGolden reproduces the float64 outputs of the authors' code (SPEC.md §5) for the CIFAR demo model and
 // the ImageNet SeqResNet ModelLite (B22) at 64x64: eval logits, train-mode logits, loss, global gradient L2
-// norm and the classifier-bias gradient, all within 1e-6 relative.
+// norm and the classifier-bias gradient, within the tolerances of goldenVariants.
 func TestGolden(t *testing.T) {
 	backend := engine.MustNewForTest()
 	cases := map[string]string{
@@ -143,105 +187,136 @@ func TestGolden(t *testing.T) {
 		if !ok {
 			t.Fatalf("no model for golden case %q", gd.Title)
 		}
-		t.Run(name, func(t *testing.T) {
-			if testing.Short() && name == "seqresnet-b22" {
-				t.Skip("B22 golden case skipped in -short mode")
-			}
-			cfg, err := models.Get(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DropRate = 0
-			x := goldenInput(gd.Batch, cfg.InChannels, gd.Res)
-			labels := tensors.FromValue(gd.Labels)
-
-			store := model.NewStore()
-			evalExec, err := model.NewExec(backend, store, func(scope *model.Scope, x *Node) *Node {
-				scope.Store().SetTraining(x.Graph(), false)
-				return cfg.Build(scope, x)
+		for _, v := range goldenVariants(backend) {
+			t.Run(name+"/"+v.lowering+"/"+v.dtype.String(), func(t *testing.T) {
+				if testing.Short() && name == "seqresnet-b22" {
+					t.Skip("B22 golden case skipped in -short mode")
+				}
+				goldenCheck(t, backend, name, gd, v)
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := evalExec.Compile(x.Shape()); err != nil {
-				t.Fatal(err)
-			}
-			goldenFill(t, store)
-			out, err := evalExec.Call(x)
-			if err != nil {
-				t.Fatal(err)
-			}
-			logits := out[0].Value().([][]float64)
-			checkLogits(t, "eval", logits, gd.EvalFirst5)
-			var sum, absSum float64
-			for _, row := range logits {
-				for _, v := range row {
-					sum += v
-					absSum += math.Abs(v)
-				}
-			}
-			assertClose(t, "eval logits sum", sum, gd.EvalSum, 1e-6)
-			assertClose(t, "eval mean |logit|", absSum/float64(len(logits)*len(logits[0])), gd.EvalAbsMean, 1e-6)
-
-			// Train mode: batch statistics, mean cross-entropy, gradients of every trainable variable.
-			var gradPaths []string
-			trainExec, err := model.NewExec(backend, store, func(scope *model.Scope, x, labels *Node) []*Node {
-				g := x.Graph()
-				scope.Store().SetTraining(g, true)
-				logits := cfg.Build(scope, x)
-				l := ReduceAllMean(loss.SparseCategoricalCrossEntropyLogits([]*Node{ExpandAxes(labels, -1)}, []*Node{logits}))
-				var vars []*Node
-				gradPaths = gradPaths[:0]
-				for v := range scope.IterVariables() {
-					if v.Trainable {
-						vars = append(vars, v.NodeValue(g))
-						gradPaths = append(gradPaths, v.Path())
-					}
-				}
-				grads := Gradient(l, vars...)
-				var sq *Node
-				for _, gr := range grads {
-					s := ReduceAllSum(Square(gr))
-					if sq == nil {
-						sq = s
-					} else {
-						sq = Add(sq, s)
-					}
-				}
-				bias := grads[len(grads)-1]
-				for i, p := range gradPaths {
-					if p == "/Classifier/bias" {
-						bias = grads[i]
-					}
-				}
-				return []*Node{logits, l, Sqrt(sq), bias}
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err = trainExec.Call(x, labels)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkLogits(t, "train", out[0].Value().([][]float64), gd.TrainFirst5)
-			assertClose(t, "train loss", out[1].Value().(float64), gd.TrainLoss, 1e-6)
-			assertClose(t, "global grad L2", out[2].Value().(float64), gd.GradL2, 1e-6)
-			biasGrad := out[3].Value().([]float64)
-			for i, want := range gd.FCBiasGrad {
-				assertClose(t, "FC bias grad", biasGrad[i], want, 1e-6)
-			}
-			if out[0].DType() != dtypes.Float64 {
-				t.Errorf("logits dtype %s, want float64", out[0].DType())
-			}
-		})
+		}
 	}
 }
 
-func checkLogits(t *testing.T, mode string, got [][]float64, want [][]float64) {
+// goldenCheck builds model name in variant v on backend, fills it (goldenFill) and compares its outputs with gd.
+func goldenCheck(t *testing.T, backend compute.Backend, name string, gd golden, v goldenVariant) {
+	cfg, err := models.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DropRate = 0
+	x := goldenInput(gd.Batch, cfg.InChannels, gd.Res, v.dtype)
+	labels := tensors.FromValue(gd.Labels)
+
+	store := model.NewStore()
+	store.RootScope().SetParam(layers.ParamLowering, v.lowering)
+	evalExec, err := model.NewExec(backend, store, func(scope *model.Scope, x *Node) *Node {
+		scope.Store().SetTraining(x.Graph(), false)
+		return cfg.Build(scope, x)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evalExec.Compile(x.Shape()); err != nil {
+		t.Fatal(err)
+	}
+	goldenFill(t, store)
+	out, err := evalExec.Call(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].DType() != v.dtype {
+		t.Errorf("logits dtype %s, want %s", out[0].DType(), v.dtype)
+	}
+	logits := floats(t, out[0])
+	checkLogits(t, "eval", logits, gd.EvalFirst5, v.relEval)
+	var sum, absSum float64
+	for _, row := range logits {
+		for _, l := range row {
+			sum += l
+			absSum += math.Abs(l)
+		}
+	}
+	assertClose(t, "eval logits sum", sum, gd.EvalSum, v.relEval)
+	assertClose(t, "eval mean |logit|", absSum/float64(len(logits)*len(logits[0])), gd.EvalAbsMean, v.relEval)
+
+	// Train mode: batch statistics, mean cross-entropy, gradients of every trainable variable.
+	trainExec, err := model.NewExec(backend, store, func(scope *model.Scope, x, labels *Node) []*Node {
+		g := x.Graph()
+		scope.Store().SetTraining(g, true)
+		logits := cfg.Build(scope, x)
+		l := ReduceAllMean(loss.SparseCategoricalCrossEntropyLogits([]*Node{ExpandAxes(labels, -1)}, []*Node{logits}))
+		var vars []*Node
+		var paths []string
+		for v := range scope.IterVariables() {
+			if v.Trainable {
+				vars = append(vars, v.NodeValue(g))
+				paths = append(paths, v.Path())
+			}
+		}
+		grads := Gradient(l, vars...)
+		var sq *Node
+		for _, gr := range grads {
+			s := ReduceAllSum(Square(gr))
+			if sq == nil {
+				sq = s
+			} else {
+				sq = Add(sq, s)
+			}
+		}
+		bias := grads[len(grads)-1]
+		for i, p := range paths {
+			if p == "/Classifier/bias" {
+				bias = grads[i]
+			}
+		}
+		return []*Node{logits, l, Sqrt(sq), bias}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = trainExec.Call(x, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLogits(t, "train", floats(t, out[0]), gd.TrainFirst5, v.relTrain)
+	assertClose(t, "train loss", floats(t, out[1])[0][0], gd.TrainLoss, v.relLoss)
+	assertClose(t, "global grad L2", floats(t, out[2])[0][0], gd.GradL2, v.relTrain)
+	for i, want := range gd.FCBiasGrad {
+		assertClose(t, "FC bias grad", floats(t, out[3])[0][i], want, v.relLoss)
+	}
+}
+
+// floats returns a float32 or float64 tensor of rank <= 2 as float64 rows (a scalar is [[v]], a vector one row).
+func floats(t *testing.T, x *tensors.Tensor) [][]float64 {
+	t.Helper()
+	var flat []float64
+	switch x.DType() {
+	case dtypes.Float64:
+		flat = tensors.MustCopyFlatData[float64](x)
+	case dtypes.Float32:
+		for _, v := range tensors.MustCopyFlatData[float32](x) {
+			flat = append(flat, float64(v))
+		}
+	default:
+		t.Fatalf("want a float tensor, got %s", x.Shape())
+	}
+	if x.Rank() < 2 {
+		return [][]float64{flat}
+	}
+	rows, cols := x.Shape().Dim(0), x.Shape().Dim(1)
+	out := make([][]float64, rows)
+	for r := range out {
+		out[r] = flat[r*cols : (r+1)*cols]
+	}
+	return out
+}
+
+func checkLogits(t *testing.T, mode string, got [][]float64, want [][]float64, rel float64) {
 	t.Helper()
 	for n := range want {
 		for i := range want[n] {
-			assertClose(t, mode+" logits", got[n][i], want[n][i], 1e-6)
+			assertClose(t, mode+" logits", got[n][i], want[n][i], rel)
 		}
 	}
 }

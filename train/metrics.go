@@ -111,7 +111,9 @@ func TopKError(logits, labels *Node, k int) *Node {
 	higher := ConvertDType(GreaterThan(logits, ExpandAxes(labelLogit, -1)), dtype)
 	rank := ReduceSum(higher, -1) // [B]
 	wrong := GreaterOrEqual(rank, Scalar(logits.Graph(), dtype, float64(k)))
-	notFinite := LogicalNot(LogicalAll(IsFinite(logits), -1))
+	// |x| < +Inf is false exactly for NaN and ±Inf; it stands for IsFinite, which ONNX Runtime lacks.
+	finite := LessThan(Abs(logits), Scalar(logits.Graph(), dtype, math.Inf(1)))
+	notFinite := LogicalNot(LogicalAll(finite, -1))
 	return ConvertDType(LogicalOr(wrong, notFinite), dtype)
 }
 

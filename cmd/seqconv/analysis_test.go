@@ -42,6 +42,18 @@ func randomImages(name string, n int, seed uint64) *data.ImageSet {
 	return s
 }
 
+// testBackendName is the name of the engine the tests' runs train on (newBackend's choice: $GOMLX_BACKEND, else
+// ONNX Runtime where it is installed, else the Go backend).
+func testBackendName(t *testing.T) string {
+	t.Helper()
+	backend, err := newBackend(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Finalize()
+	return backend.Name()
+}
+
 // trainTinyRun trains the tiny model for 2 epochs (the learning rate drops after the first) on 64 random
 // images with train.Run and returns the run directory, in t's temporary directory.
 func trainTinyRun(t *testing.T) string {

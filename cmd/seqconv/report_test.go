@@ -114,7 +114,7 @@ func TestReportCommand(t *testing.T) {
 	}
 	page := string(b)
 	for _, want := range []string{`<h2 id="curves">Training curves</h2>`, "tiny-8x8 (seqresnet-cifar, variant b)",
-		"Final top-1 accuracy", "images/s (mean over epochs)", "Go Backend", "logical CPUs", runtime.Version(),
+		"Final top-1 accuracy", "images/s (mean over epochs)", testBackendName(t), "logical CPUs", runtime.Version(),
 		"Stage1/0/LayerA", "Downsample2/ExtensionLayer", "latest (checkpoint/)", "config.json"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("report lacks %q", want)
