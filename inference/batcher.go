@@ -1,0 +1,254 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Errors of Batcher.Predict.
+var (
+	// ErrQueueFull is returned when the images waiting for a batch would exceed BatcherOptions.QueueSize.
+	ErrQueueFull = errors.New("inference: the queue is full")
+	// ErrBatcherClosed is returned after Close.
+	ErrBatcherClosed = errors.New("inference: the batcher is closed")
+)
+
+// Defaults of BatcherOptions.
+const (
+	DefaultMaxDelay  = 5 * time.Millisecond
+	DefaultQueueSize = 1024
+)
+
+// BatcherOptions configure a Batcher.
+type BatcherOptions struct {
+	// MaxBatch is the most images one forward pass takes; 0 means the Predictor's MaxBatch.
+	MaxBatch int
+	// MaxDelay is how long the first image of a batch waits for others; 0 means DefaultMaxDelay.
+	MaxDelay time.Duration
+	// QueueSize bounds the images waiting for a batch; 0 means DefaultQueueSize.
+	QueueSize int
+	// OnBatch, if not nil, is called after each forward pass with its number of images, its duration
+	// and its error.
+	OnBatch func(size int, d time.Duration, err error)
+}
+
+// Timing says how one image of a Batcher went.
+type Timing struct {
+	Queue     time.Duration // from Predict to the start of its forward pass
+	Inference time.Duration // the forward pass (of the whole batch)
+	BatchSize int           // the images of that forward pass
+}
+
+// Batcher runs the predictions of concurrent callers in batches: the images that arrive within MaxDelay
+// of the first waiting one (up to MaxBatch) go through the model together, which is how a server gets
+// the throughput of batched inference from one-image requests. One forward pass runs at a time. It is
+// safe for concurrent use.
+type Batcher struct {
+	p    *Predictor
+	opts BatcherOptions
+
+	mu      sync.Mutex
+	pending []*batchItem
+	closed  bool
+	wake    chan struct{} // a new item or Close; buffered, never blocks
+	done    chan struct{} // closed when the worker has ended
+}
+
+// batchItem is one image waiting for a batch.
+type batchItem struct {
+	ctx      context.Context
+	in       Input
+	enqueued time.Time
+	result   chan batchResult // buffered: the worker never blocks on it
+}
+
+type batchResult struct {
+	pred   Prediction
+	timing Timing
+	err    error
+}
+
+// NewBatcher starts a Batcher of p. Close it when done (before closing p).
+func NewBatcher(p *Predictor, opts BatcherOptions) *Batcher {
+	if opts.MaxBatch <= 0 || opts.MaxBatch > p.maxBatch {
+		opts.MaxBatch = p.maxBatch
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	b := &Batcher{p: p, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go b.loop()
+	return b
+}
+
+// Options returns the options in effect (defaults applied).
+func (b *Batcher) Options() BatcherOptions { return b.opts }
+
+// Predict queues the inputs and returns their predictions, in order, once the batches holding them have
+// run. It returns ErrQueueFull without queuing anything when they do not fit in the queue,
+// ErrBatcherClosed after Close, and ctx's error when ctx ends first (its images are then skipped if
+// they have not started).
+func (b *Batcher) Predict(ctx context.Context, inputs []Input) ([]Prediction, []Timing, error) {
+	if len(inputs) == 0 {
+		return nil, nil, nil
+	}
+	now := time.Now()
+	items := make([]*batchItem, len(inputs))
+	for i, in := range inputs {
+		items[i] = &batchItem{ctx: ctx, in: in, enqueued: now, result: make(chan batchResult, 1)}
+	}
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return nil, nil, ErrBatcherClosed
+	case len(b.pending)+len(items) > b.opts.QueueSize:
+		b.mu.Unlock()
+		return nil, nil, ErrQueueFull
+	}
+	b.pending = append(b.pending, items...)
+	b.mu.Unlock()
+	b.signal()
+
+	preds := make([]Prediction, len(items))
+	timings := make([]Timing, len(items))
+	for i, it := range items {
+		select {
+		case r := <-it.result:
+			if r.err != nil {
+				return nil, nil, r.err
+			}
+			preds[i], timings[i] = r.pred, r.timing
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	return preds, timings, nil
+}
+
+// QueueLen returns the number of images waiting for a batch.
+func (b *Batcher) QueueLen() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
+}
+
+// Close stops accepting images, runs the ones already queued and waits for the last batch to end.
+func (b *Batcher) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.signal()
+	<-b.done
+}
+
+// signal wakes the worker.
+func (b *Batcher) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop is the worker: it runs batches until Close has been called and the queue is empty.
+func (b *Batcher) loop() {
+	defer close(b.done)
+	for {
+		items, ok := b.next()
+		if !ok {
+			return
+		}
+		b.run(items)
+	}
+}
+
+// next waits for a batch: up to MaxBatch images, taken when that many are waiting, when MaxDelay has
+// passed since the first of them was queued, or at Close. It returns false once closed with nothing left.
+func (b *Batcher) next() ([]*batchItem, bool) {
+	b.mu.Lock()
+	for len(b.pending) == 0 {
+		if b.closed {
+			b.mu.Unlock()
+			return nil, false
+		}
+		b.mu.Unlock()
+		<-b.wake
+		b.mu.Lock()
+	}
+	deadline := b.pending[0].enqueued.Add(b.opts.MaxDelay)
+	var timer *time.Timer
+	for len(b.pending) < b.opts.MaxBatch && !b.closed {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break
+		}
+		b.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-b.wake:
+		case <-timer.C:
+		}
+		b.mu.Lock()
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+	n := min(len(b.pending), b.opts.MaxBatch)
+	items := make([]*batchItem, n)
+	copy(items, b.pending)
+	b.pending = append(b.pending[:0], b.pending[n:]...)
+	b.mu.Unlock()
+	return items, true
+}
+
+// run runs one batch and delivers its results; items whose caller has gone are left out.
+func (b *Batcher) run(items []*batchItem) {
+	live := items[:0:0]
+	for _, it := range items {
+		if err := it.ctx.Err(); err != nil {
+			it.result <- batchResult{err: err}
+			continue
+		}
+		live = append(live, it)
+	}
+	if len(live) == 0 {
+		return
+	}
+	inputs := make([]Input, len(live))
+	for i, it := range live {
+		inputs[i] = it.in
+	}
+	start := time.Now()
+	preds, err := b.predict(inputs)
+	d := time.Since(start)
+	if b.opts.OnBatch != nil {
+		b.opts.OnBatch(len(live), d, err)
+	}
+	for i, it := range live {
+		r := batchResult{err: err, timing: Timing{Queue: start.Sub(it.enqueued), Inference: d, BatchSize: len(live)}}
+		if err == nil {
+			r.pred = preds[i]
+		}
+		it.result <- r
+	}
+}
+
+// predict runs the Predictor on one batch; a panic is returned as an error so that the worker lives on.
+func (b *Batcher) predict(inputs []Input) (preds []Prediction, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("inference: panic in a batch of %d images: %v", len(inputs), r)
+		}
+	}()
+	return b.p.PredictInputs(context.Background(), inputs)
+}
