@@ -56,7 +56,7 @@ func loadColors(t *testing.T, opts Options) (*Predictor, string) {
 	return p, runDir
 }
 
-// TestPredictFiles predicts JPEG, PNG and GIF files of known colours, of other sizes than the model's,
+// TestPredictFiles predicts JPEG, PNG, GIF and WebP files of known colours, of other sizes than the model's,
 // through Decode and through Predict, and checks the class names, the top-k and the probabilities.
 func TestPredictFiles(t *testing.T) {
 	p, _ := loadColors(t, Options{TopK: 2})
@@ -91,6 +91,9 @@ func TestPredictFiles(t *testing.T) {
 		files = append(files, file{path, tc.label})
 		images = append(images, img)
 	}
+	// A WebP image (24x20, drawn blue on a canvas and encoded by Chromium's canvas.toDataURL("image/webp")).
+	files = append(files, file{"testdata/blue.webp", 2})
+	images = append(images, nil)
 	var inputs []Input
 	for _, f := range files {
 		b, err := os.ReadFile(f.path)
@@ -107,10 +110,11 @@ func TestPredictFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromImages, err := p.Predict(context.Background(), images)
+	fromImages, err := p.Predict(context.Background(), images[:len(images)-1])
 	if err != nil {
 		t.Fatal(err)
 	}
+	fromImages = append(fromImages, fromFiles[len(fromFiles)-1])
 	lowest := 1.0
 	for i, f := range files {
 		for _, pred := range []Prediction{fromFiles[i], fromImages[i]} {
