@@ -11,6 +11,9 @@
 //	seqconv import [flags]     import the authors' PyTorch weights (.npz state_dict) into a run directory
 //	seqconv export [flags]     export a run directory's weights as a PyTorch state_dict .npz
 //	seqconv infer [flags]      compute a run's eval-mode logits for NCHW images in a .npy file
+//	seqconv predict [flags] IMAGE...
+//	                           print the most probable classes of image files
+//	seqconv serve [flags]      serve a run's model over HTTP (JSON API, metrics, a web page)
 //	seqconv bench [flags]      time training or inference steps of a model
 //	seqconv heatmap [flags]    draw the weight-utilization heat maps of a run's SeqConv layers
 //	seqconv plot [flags]       plot the training curves of one or more runs
