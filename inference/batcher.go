@@ -30,6 +30,10 @@ type BatcherOptions struct {
 	MaxDelay time.Duration
 	// QueueSize bounds the images waiting for a batch; 0 means DefaultQueueSize.
 	QueueSize int
+	// Workers is how many batches may run at the same time; 0 means 1. More than one pays when the
+	// engine runs each batch on fewer threads than there are cores (see engine.NewWithThreads): batches
+	// that run side by side on one thread each are less disturbed by the rest of a server's work.
+	Workers int
 	// OnBatch, if not nil, is called after each forward pass with its number of images, its duration
 	// and its error.
 	OnBatch func(size int, d time.Duration, err error)
@@ -44,17 +48,19 @@ type Timing struct {
 
 // Batcher runs the predictions of concurrent callers in batches: the images that arrive within MaxDelay
 // of the first waiting one (up to MaxBatch) go through the model together, which is how a server gets
-// the throughput of batched inference from one-image requests. One forward pass runs at a time. It is
-// safe for concurrent use.
+// the throughput of batched inference from one-image requests. Workers forward passes run at a time
+// (one by default). It is safe for concurrent use.
 type Batcher struct {
 	p    *Predictor
 	opts BatcherOptions
 
-	mu      sync.Mutex
-	pending []*batchItem
-	closed  bool
-	wake    chan struct{} // a new item or Close; buffered, never blocks
-	done    chan struct{} // closed when the worker has ended
+	mu         sync.Mutex
+	pending    []*batchItem
+	closed     bool
+	collecting bool          // a worker is collecting a batch
+	wake       chan struct{} // for the idle workers: new items or Close; buffered, never blocks
+	fill       chan struct{} // for the collecting worker: new items or Close; buffered, never blocks
+	done       chan struct{} // closed when the workers have ended
 }
 
 // batchItem is one image waiting for a batch.
@@ -82,8 +88,16 @@ func NewBatcher(p *Predictor, opts BatcherOptions) *Batcher {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
-	b := &Batcher{p: p, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go b.loop()
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	b := &Batcher{p: p, opts: opts, wake: make(chan struct{}, 1), fill: make(chan struct{}, 1),
+		done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Go(b.loop)
+	}
+	go func() { wg.Wait(); close(b.done) }()
 	return b
 }
 
@@ -148,17 +162,18 @@ func (b *Batcher) Close() {
 	<-b.done
 }
 
-// signal wakes the worker.
+// signal wakes a waiting worker and the collecting one.
 func (b *Batcher) signal() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{b.wake, b.fill} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// loop is the worker: it runs batches until Close has been called and the queue is empty.
+// loop is a worker: it runs batches until Close has been called and the queue is empty.
 func (b *Batcher) loop() {
-	defer close(b.done)
 	for {
 		items, ok := b.next()
 		if !ok {
@@ -169,18 +184,21 @@ func (b *Batcher) loop() {
 }
 
 // next waits for a batch: up to MaxBatch images, taken when that many are waiting, when MaxDelay has
-// passed since the first of them was queued, or at Close. It returns false once closed with nothing left.
+// passed since the first of them was queued, or at Close. One worker at a time collects a batch; the
+// others wait for it to leave. It returns false once closed with nothing left.
 func (b *Batcher) next() ([]*batchItem, bool) {
 	b.mu.Lock()
-	for len(b.pending) == 0 {
-		if b.closed {
+	for len(b.pending) == 0 || b.collecting {
+		if b.closed && len(b.pending) == 0 {
 			b.mu.Unlock()
+			b.signal() // Pass Close on to the other workers.
 			return nil, false
 		}
 		b.mu.Unlock()
 		<-b.wake
 		b.mu.Lock()
 	}
+	b.collecting = true
 	deadline := b.pending[0].enqueued.Add(b.opts.MaxDelay)
 	var timer *time.Timer
 	for len(b.pending) < b.opts.MaxBatch && !b.closed {
@@ -195,7 +213,7 @@ func (b *Batcher) next() ([]*batchItem, bool) {
 			timer.Reset(wait)
 		}
 		select {
-		case <-b.wake:
+		case <-b.fill:
 		case <-timer.C:
 		}
 		b.mu.Lock()
@@ -207,7 +225,12 @@ func (b *Batcher) next() ([]*batchItem, bool) {
 	items := make([]*batchItem, n)
 	copy(items, b.pending)
 	b.pending = append(b.pending[:0], b.pending[n:]...)
+	b.collecting = false
+	more := len(b.pending) > 0 || b.closed
 	b.mu.Unlock()
+	if more {
+		b.signal() // Another worker may collect the next batch.
+	}
 	return items, true
 }
 

@@ -117,3 +117,52 @@ func TestBatcherLimits(t *testing.T) {
 	}
 	<-closed
 }
+
+// TestBatcherWorkers runs two workers: two batches run at the same time, and every request is
+// answered right.
+func TestBatcherWorkers(t *testing.T) {
+	p, _ := loadColors(t, Options{})
+	var mu sync.Mutex
+	running, most := 0, 0
+	release := make(chan struct{})
+	b := NewBatcher(p, BatcherOptions{MaxBatch: 2, MaxDelay: time.Millisecond, Workers: 2,
+		OnBatch: func(int, time.Duration, error) {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			select { // Hold each batch until another one is running, or a while.
+			case <-release:
+			case <-time.After(2 * time.Second):
+			}
+			mu.Lock()
+			running--
+			mu.Unlock()
+		}})
+	inputs := colorInputs(t, p, 8, 3)
+	var wg sync.WaitGroup
+	for i := range inputs {
+		wg.Go(func() {
+			preds, _, err := b.Predict(context.Background(), inputs[i:i+1])
+			if err != nil || preds[0].Top[0].Index != i%3 {
+				t.Errorf("request %d: %v, %v", i, preds, err)
+			}
+		})
+	}
+	go func() {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			two := running == 2
+			mu.Unlock()
+			if two {
+				close(release)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	b.Close()
+	if most != 2 {
+		t.Errorf("at most %d batches ran at the same time, want 2", most)
+	}
+}

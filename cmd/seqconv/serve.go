@@ -21,6 +21,7 @@ type serveOptions struct {
 	run, addr                       string
 	best                            bool
 	top, maxBatch, queue, maxImages int
+	workers                         int
 	maxPixels                       int
 	maxBody                         int64
 	maxDelay, timeout               time.Duration
@@ -51,6 +52,7 @@ queue with 503.`)
 	fs.IntVar(&o.top, "top", inference.DefaultTopK, "classes listed per image (>= 1; ?top=K asks for fewer)")
 	fs.IntVar(&o.maxBatch, "max-batch", 32, "most images per forward pass (>= 1)")
 	fs.DurationVar(&o.maxDelay, "max-delay", inference.DefaultMaxDelay, "longest wait for a batch to fill")
+	fs.IntVar(&o.workers, "workers", 1, "forward passes run at the same time (>= 1)")
 	fs.IntVar(&o.queue, "queue", 256, "most images waiting for a batch; beyond, requests get 503")
 	fs.IntVar(&o.maxImages, "max-images", serve.DefaultMaxImages, "most images per request")
 	fs.Int64Var(&o.maxBody, "max-body", serve.DefaultMaxBodyBytes, "most bytes per request body")
@@ -82,7 +84,7 @@ func (o *serveOptions) execute(ctx context.Context, stderr io.Writer) error {
 	for _, f := range []struct {
 		name  string
 		value int64
-	}{{"--top", int64(o.top)}, {"--max-batch", int64(o.maxBatch)}, {"--queue", int64(o.queue)},
+	}{{"--top", int64(o.top)}, {"--max-batch", int64(o.maxBatch)}, {"--workers", int64(o.workers)}, {"--queue", int64(o.queue)},
 		{"--max-images", int64(o.maxImages)}, {"--max-pixels", int64(o.maxPixels)}, {"--max-body", o.maxBody}} {
 		if f.value < 1 {
 			return usagef("%s must be >= 1, got %d", f.name, f.value)
@@ -117,7 +119,8 @@ func (o *serveOptions) execute(ctx context.Context, stderr io.Writer) error {
 	}
 	defer p.Close()
 	srv := serve.New(p, serve.Options{
-		Batch:        inference.BatcherOptions{MaxBatch: o.maxBatch, MaxDelay: o.maxDelay, QueueSize: o.queue},
+		Batch: inference.BatcherOptions{MaxBatch: o.maxBatch, MaxDelay: o.maxDelay, QueueSize: o.queue,
+			Workers: o.workers},
 		MaxBodyBytes: o.maxBody, MaxImages: o.maxImages, RequestTimeout: o.timeout,
 		ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout, ShutdownTimeout: o.shutdownTimeout,
 		Log: stderr,
