@@ -34,6 +34,10 @@ type BatcherOptions struct {
 	// engine runs each batch on fewer threads than there are cores (see engine.NewWithThreads): batches
 	// that run side by side on one thread each are less disturbed by the rest of a server's work.
 	Workers int
+	// Announced says that the callers announce their requests (see Batcher.Announce): a batch then waits
+	// (up to MaxDelay) only while an announced request is on its way, and runs at once when none is, so
+	// that a lone request does not wait MaxDelay for company.
+	Announced bool
 	// OnBatch, if not nil, is called after each forward pass with its number of images, its duration
 	// and its error.
 	OnBatch func(size int, d time.Duration, err error)
@@ -58,6 +62,7 @@ type Batcher struct {
 	pending    []*batchItem
 	closed     bool
 	collecting bool          // a worker is collecting a batch
+	arriving   int           // announced requests not yet queued (see Announce)
 	wake       chan struct{} // for the idle workers: new items or Close; buffered, never blocks
 	fill       chan struct{} // for the collecting worker: new items or Close; buffered, never blocks
 	done       chan struct{} // closed when the workers have ended
@@ -109,7 +114,15 @@ func (b *Batcher) Options() BatcherOptions { return b.opts }
 // ErrBatcherClosed after Close, and ctx's error when ctx ends first (its images are then skipped if
 // they have not started).
 func (b *Batcher) Predict(ctx context.Context, inputs []Input) ([]Prediction, []Timing, error) {
+	return b.predict(ctx, inputs, nil)
+}
+
+// predict queues the inputs (ending arrival, if not nil) and waits for their predictions.
+func (b *Batcher) predict(ctx context.Context, inputs []Input, arrival *Arrival) ([]Prediction, []Timing, error) {
 	if len(inputs) == 0 {
+		if arrival != nil {
+			arrival.Done()
+		}
 		return nil, nil, nil
 	}
 	now := time.Now()
@@ -118,12 +131,17 @@ func (b *Batcher) Predict(ctx context.Context, inputs []Input) ([]Prediction, []
 		items[i] = &batchItem{ctx: ctx, in: in, enqueued: now, result: make(chan batchResult, 1)}
 	}
 	b.mu.Lock()
+	if arrival != nil {
+		arrival.endLocked()
+	}
 	switch {
 	case b.closed:
 		b.mu.Unlock()
+		b.signal()
 		return nil, nil, ErrBatcherClosed
 	case len(b.pending)+len(items) > b.opts.QueueSize:
 		b.mu.Unlock()
+		b.signal()
 		return nil, nil, ErrQueueFull
 	}
 	b.pending = append(b.pending, items...)
@@ -144,6 +162,48 @@ func (b *Batcher) Predict(ctx context.Context, inputs []Input) ([]Prediction, []
 		}
 	}
 	return preds, timings, nil
+}
+
+// Arrival is a request on its way to a Batcher (see Announce).
+type Arrival struct {
+	b    *Batcher
+	done bool // guarded by b.mu
+}
+
+// Announce tells the batcher that a request is on its way (its images being read or decoded), for
+// BatcherOptions.Announced: a collecting worker waits for it, up to MaxDelay, instead of running a batch
+// without it. Queue its images with Arrival.Predict, or call Arrival.Done if it gives up.
+func (b *Batcher) Announce() *Arrival {
+	b.mu.Lock()
+	b.arriving++
+	b.mu.Unlock()
+	return &Arrival{b: b}
+}
+
+// Done ends the arrival without queuing anything (the request gave up); later calls do nothing.
+func (a *Arrival) Done() {
+	a.b.mu.Lock()
+	none := a.endLocked()
+	a.b.mu.Unlock()
+	if none {
+		a.b.signal()
+	}
+}
+
+// endLocked ends the arrival, if not yet ended, and reports whether no other one is on its way; b.mu
+// must be held.
+func (a *Arrival) endLocked() bool {
+	if a.done {
+		return false
+	}
+	a.done = true
+	a.b.arriving--
+	return a.b.arriving == 0
+}
+
+// Predict queues the inputs as Batcher.Predict does, ending the arrival at the same time.
+func (a *Arrival) Predict(ctx context.Context, inputs []Input) ([]Prediction, []Timing, error) {
+	return a.b.predict(ctx, inputs, a)
 }
 
 // QueueLen returns the number of images waiting for a batch.
@@ -201,7 +261,7 @@ func (b *Batcher) next() ([]*batchItem, bool) {
 	b.collecting = true
 	deadline := b.pending[0].enqueued.Add(b.opts.MaxDelay)
 	var timer *time.Timer
-	for len(b.pending) < b.opts.MaxBatch && !b.closed {
+	for len(b.pending) < b.opts.MaxBatch && !b.closed && (!b.opts.Announced || b.arriving > 0) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			break
@@ -252,7 +312,7 @@ func (b *Batcher) run(items []*batchItem) {
 		inputs[i] = it.in
 	}
 	start := time.Now()
-	preds, err := b.predict(inputs)
+	preds, err := b.forward(inputs)
 	d := time.Since(start)
 	if b.opts.OnBatch != nil {
 		b.opts.OnBatch(len(live), d, err)
@@ -266,8 +326,8 @@ func (b *Batcher) run(items []*batchItem) {
 	}
 }
 
-// predict runs the Predictor on one batch; a panic is returned as an error so that the worker lives on.
-func (b *Batcher) predict(inputs []Input) (preds []Prediction, err error) {
+// forward runs the Predictor on one batch; a panic is returned as an error so that the worker lives on.
+func (b *Batcher) forward(inputs []Input) (preds []Prediction, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("inference: panic in a batch of %d images: %v", len(inputs), r)

@@ -166,3 +166,43 @@ func TestBatcherWorkers(t *testing.T) {
 		t.Errorf("at most %d batches ran at the same time, want 2", most)
 	}
 }
+
+// TestBatcherAnnounced checks BatcherOptions.Announced: a lone request runs at once, and a batch waits
+// for an announced request (not for MaxDelay when it is queued).
+func TestBatcherAnnounced(t *testing.T) {
+	p, _ := loadColors(t, Options{})
+	var mu sync.Mutex
+	var sizes []int
+	b := NewBatcher(p, BatcherOptions{MaxDelay: time.Minute, Announced: true, OnBatch: func(n int, _ time.Duration, _ error) {
+		mu.Lock()
+		sizes = append(sizes, n)
+		mu.Unlock()
+	}})
+	defer b.Close()
+	inputs := colorInputs(t, p, 2, 4)
+	start := time.Now()
+	if _, _, err := b.Predict(context.Background(), inputs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("a lone request took %s: it waited for company", d)
+	}
+	arrival := b.Announce()
+	errs := make(chan error, 1)
+	go func() { _, _, err := b.Predict(context.Background(), inputs[:1]); errs <- err }()
+	for b.QueueLen() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)                                                // The batch waits for the announced request...
+	if _, _, err := arrival.Predict(context.Background(), inputs[1:2]); err != nil { // ...which joins it.
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 2 || sizes[1] != 2 {
+		t.Errorf("batch sizes %v, want [1 2]", sizes)
+	}
+}

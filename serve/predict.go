@@ -103,6 +103,8 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (int, *predictA
 		}
 		top = k
 	}
+	arrival := s.batcher.Announce()
+	defer arrival.Done()
 	t0 := time.Now()
 	uploads, err := s.readUploads(w, r)
 	if err != nil {
@@ -119,7 +121,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (int, *predictA
 	}
 	decodeMS := ms(time.Since(t1))
 
-	preds, timings, err := s.batcher.Predict(ctx, inputs)
+	preds, timings, err := arrival.Predict(ctx, inputs)
 	switch {
 	case errors.Is(err, inference.ErrQueueFull):
 		return 0, nil, badRequest(http.StatusServiceUnavailable, "the server is busy: %d images are waiting (the "+

@@ -110,6 +110,7 @@ func New(p *inference.Predictor, opts Options) *Server {
 	s.metrics = newMetrics(s)
 	batch := opts.Batch
 	batch.OnBatch = s.metrics.observeBatch
+	batch.Announced = true // handlePredict announces each request as it starts reading it.
 	s.batcher = inference.NewBatcher(p, batch)
 	s.opts.Batch = s.batcher.Options()
 	s.handler = s.routes()

@@ -362,13 +362,23 @@ func TestSlowClients(t *testing.T) {
 }
 
 // TestOverload checks the answers of an overloaded server: 503 with Retry-After when the queue is full
-// and when a request times out waiting for the model.
+// and when a request times out waiting for the model; and that a lone request does not wait for a
+// batch to fill.
 func TestOverload(t *testing.T) {
 	good := colorImage(t, "jpeg", 1, 30, 30)
 	three, threeType := multipartBody(t, part{"a", "1.jpg", good}, part{"a", "2.jpg", good}, part{"a", "3.jpg", good})
 	full := startServer(t, inference.Options{}, Options{Batch: inference.BatcherOptions{QueueSize: 2}})
 	slow := startServer(t, inference.Options{}, Options{RequestTimeout: 20 * time.Millisecond,
 		Batch: inference.BatcherOptions{MaxDelay: 2 * time.Second}})
+	// A lone request does not wait --max-delay for company.
+	a := do(t, "POST", slow.url+"/v1/predict", "image/jpeg", good)
+	var got predictions
+	if err := json.Unmarshal(a.body, &got); err != nil || a.status != 200 || got.TimingsMS["queue"] > 1000 {
+		t.Errorf("a lone request: status %d, %s: want 200 without waiting 2s", a.status, a.body)
+	}
+	// Another request on its way makes the batch wait for it (up to 2s): the request times out.
+	arrival := slow.batcher.Announce()
+	defer arrival.Done()
 	for _, tc := range []struct {
 		name, url, contentType string
 		body                   []byte
