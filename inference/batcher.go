@@ -35,8 +35,9 @@ type BatcherOptions struct {
 	// that run side by side on one thread each are less disturbed by the rest of a server's work.
 	Workers int
 	// Announced says that the callers announce their requests (see Batcher.Announce): a batch then waits
-	// (up to MaxDelay) only while an announced request is on its way, and runs at once when none is, so
-	// that a lone request does not wait MaxDelay for company.
+	// (up to MaxDelay) only while an announced request is on its way or the clients of the last batch
+	// may be coming back, and runs at once otherwise, so that a lone request does not wait MaxDelay for
+	// company, and clients in a loop are not split into half batches that alternate.
 	Announced bool
 	// OnBatch, if not nil, is called after each forward pass with its number of images, its duration
 	// and its error.
@@ -63,6 +64,7 @@ type Batcher struct {
 	closed     bool
 	collecting bool          // a worker is collecting a batch
 	arriving   int           // announced requests not yet queued (see Announce)
+	returning  int           // images answered since their clients last queued any (Announced)
 	wake       chan struct{} // for the idle workers: new items or Close; buffered, never blocks
 	fill       chan struct{} // for the collecting worker: new items or Close; buffered, never blocks
 	done       chan struct{} // closed when the workers have ended
@@ -145,6 +147,7 @@ func (b *Batcher) predict(ctx context.Context, inputs []Input, arrival *Arrival)
 		return nil, nil, ErrQueueFull
 	}
 	b.pending = append(b.pending, items...)
+	b.returning = max(0, b.returning-len(items))
 	b.mu.Unlock()
 	b.signal()
 
@@ -260,10 +263,17 @@ func (b *Batcher) next() ([]*batchItem, bool) {
 	}
 	b.collecting = true
 	deadline := b.pending[0].enqueued.Add(b.opts.MaxDelay)
+	if b.opts.Announced && b.returning > 0 {
+		// The clients just answered may be back soon (in a loop): give them MaxDelay from now, so that
+		// requests queued while the last batch ran do not leave without them.
+		deadline = later(deadline, time.Now().Add(b.opts.MaxDelay))
+	}
 	var timer *time.Timer
-	for len(b.pending) < b.opts.MaxBatch && !b.closed && (!b.opts.Announced || b.arriving > 0) {
+	for len(b.pending) < b.opts.MaxBatch && !b.closed &&
+		(!b.opts.Announced || b.arriving > 0 || b.returning > 0) {
 		wait := time.Until(deadline)
 		if wait <= 0 {
+			b.returning = 0 // Those not back are not coming soon.
 			break
 		}
 		b.mu.Unlock()
@@ -317,6 +327,9 @@ func (b *Batcher) run(items []*batchItem) {
 	if b.opts.OnBatch != nil {
 		b.opts.OnBatch(len(live), d, err)
 	}
+	b.mu.Lock()
+	b.returning = min(b.returning+len(live), b.opts.MaxBatch)
+	b.mu.Unlock()
 	for i, it := range live {
 		r := batchResult{err: err, timing: Timing{Queue: start.Sub(it.enqueued), Inference: d, BatchSize: len(live)}}
 		if err == nil {
@@ -334,4 +347,12 @@ func (b *Batcher) forward(inputs []Input) (preds []Prediction, err error) {
 		}
 	}()
 	return b.p.PredictInputs(context.Background(), inputs)
+}
+
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

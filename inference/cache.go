@@ -180,21 +180,3 @@ func (c *execCache) close() {
 // maxBatchShapes bounds the batch sizes compiled per image size: batchChunks uses at most the powers of
 // two below MaxBatch, and MaxBatch.
 const maxBatchShapes = 40
-
-// batchChunks splits n images into forward passes of at most maxBatch images, each of maxBatch images or
-// a power of two, largest first, so that at most log2(maxBatch)+2 graphs are compiled per image size.
-func batchChunks(n, maxBatch int) []int {
-	var chunks []int
-	for n > 0 {
-		c := maxBatch
-		if n < maxBatch {
-			c = 1
-			for c*2 <= n {
-				c *= 2
-			}
-		}
-		chunks = append(chunks, c)
-		n -= c
-	}
-	return chunks
-}

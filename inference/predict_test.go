@@ -8,12 +8,14 @@ import (
 	"image/gif"
 	"image/jpeg"
 	"image/png"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seqconv/seqconv/data"
 	"github.com/seqconv/seqconv/engine"
@@ -155,5 +157,44 @@ func TestDecodeBadImages(t *testing.T) {
 				t.Errorf("error %v, want a bad-image error naming the file and saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPaddedPlan forces a plan that pads (batches of 4 "faster" than of 1 or 2): the logits of 3 and 5
+// images are those computed without padding.
+func TestPaddedPlan(t *testing.T) {
+	p, _ := loadColors(t, Options{MaxBatch: 4})
+	inputs := colorInputs(t, p, 5, 7)
+	var x []float32
+	for _, in := range inputs {
+		x = append(x, in.pix...)
+	}
+	s := p.recipe.Size
+	for _, n := range []int{3, 5} {
+		p.mu.Lock()
+		p.costs = nil
+		p.mu.Unlock()
+		want, err := p.Logits(context.Background(), x[:n*s*s*3], n, s, s, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		p.costs = map[int]time.Duration{1: time.Second, 2: time.Second, 4: time.Millisecond}
+		p.mu.Unlock()
+		if got := p.plan(n, s, s); got[len(got)-1] != 4 {
+			t.Fatalf("plan(%d) = %v, want batches of 4", n, got)
+		}
+		got, err := p.Logits(context.Background(), x[:n*s*s*3], n, s, s, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d images: %d logits, want %d", n, len(got), len(want))
+		}
+		for i := range got {
+			if math.Abs(got[i]-want[i]) > 1e-4*max(1, math.Abs(want[i])) {
+				t.Fatalf("%d images: logit %d is %g padded, %g not", n, i, got[i], want[i])
+			}
+		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"image"
 	"math"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -68,6 +70,9 @@ type Predictor struct {
 	maxBatch   int
 	maxPixels  int
 	execs      *execCache
+
+	mu    sync.Mutex
+	costs map[int]time.Duration // forward-pass time per batch size at the prepared size (Warm); guarded by mu
 }
 
 // Info describes a Predictor's model.
@@ -84,6 +89,8 @@ type Info struct {
 	Engine       string   `json:"engine"`
 	TopK         int      `json:"top_k"`
 	MaxBatch     int      `json:"max_batch"`
+	// BatchMS is the time of a forward pass per batch size, in milliseconds, as Warm measured it.
+	BatchMS map[int]float64 `json:"batch_ms,omitempty"`
 }
 
 // Class is one class of a Prediction with its probability (softmax of the logits).
@@ -192,7 +199,14 @@ func (p *Predictor) MaxPixels() int { return p.maxPixels }
 
 // Info describes the model, its preprocessing and the engine.
 func (p *Predictor) Info() Info {
-	return Info{Model: p.cfg.Name, Family: p.cfg.Family, Params: p.params, Classes: p.Classes(),
+	var batchMS map[int]float64
+	for b, d := range p.BatchTimes() {
+		if batchMS == nil {
+			batchMS = map[int]float64{}
+		}
+		batchMS[b] = float64(d) / float64(time.Millisecond)
+	}
+	return Info{BatchMS: batchMS, Model: p.cfg.Name, Family: p.cfg.Family, Params: p.params, Classes: p.Classes(),
 		Channels: p.cfg.InChannels, InputSize: [2]int{p.recipe.Size, p.recipe.Size},
 		MinInputSize: p.cfg.MinInputSize(), Resolution: p.cfg.Resolution, Recipe: p.recipe.String(),
 		Engine: p.engine, TopK: p.topK, MaxBatch: p.maxBatch}
@@ -312,8 +326,8 @@ func softmax(logits []float64) []float64 {
 // Logits computes the eval-mode logits of n images of h x w pixels and c channels given as x, NHWC
 // (channels last), already prepared (normalised) as the model expects: any size from the model's minimum
 // on, the model's channels. It returns
-// [n, classes] logits, flat. The images go through the model MaxBatch at a time (see batchChunks); the
-// graph of each shape is compiled on first use and kept.
+// [n, classes] logits, flat. The images go through the model at most MaxBatch at a time, in the
+// forward passes that plan chooses; the graph of each shape is compiled on first use and kept.
 func (p *Predictor) Logits(ctx context.Context, x []float32, n, h, w, c int) ([]float64, error) {
 	if err := p.cfg.CheckInput(c, h, w); err != nil {
 		return nil, err
@@ -325,16 +339,21 @@ func (p *Predictor) Logits(ctx context.Context, x []float32, n, h, w, c int) ([]
 	k := p.cfg.Classes
 	logits := make([]float64, 0, n*k)
 	start := 0
-	for _, size := range batchChunks(n, p.maxBatch) {
+	for _, size := range p.plan(n, h, w) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		got, err := p.run(x[start*per:(start+size)*per], size, h, w)
-		if err != nil {
-			return nil, fmt.Errorf("inference: images %d to %d: %w", start, start+size-1, err)
+		real := min(size, n-start)
+		in := x[start*per : (start+real)*per]
+		if real < size { // Padded to a faster batch size: zero images, whose logits are dropped.
+			in = append(slices.Clip(in), make([]float32, (size-real)*per)...)
 		}
-		logits = append(logits, got...)
-		start += size
+		got, err := p.run(in, size, h, w)
+		if err != nil {
+			return nil, fmt.Errorf("inference: images %d to %d: %w", start, start+real-1, err)
+		}
+		logits = append(logits, got[:real*k]...)
+		start += real
 	}
 	return logits, nil
 }
@@ -389,26 +408,4 @@ func (p *Predictor) run(x []float32, n, h, w int) (logits []float64, err error) 
 		}
 	})
 	return logits, err
-}
-
-// Warm compiles the graphs of every batch size a Batcher of at most maxBatch images can run (see
-// batchChunks) at the prepared images' size, so that the first requests do not wait for compilation.
-func (p *Predictor) Warm(ctx context.Context, maxBatch int) error {
-	maxBatch = min(max(maxBatch, 1), p.maxBatch)
-	s := p.recipe.Size
-	sizes := []int{maxBatch}
-	for b := 1; b < maxBatch; b *= 2 {
-		sizes = append(sizes, b)
-	}
-	for _, b := range sizes {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		e, err := p.execs.acquire(b, s, s)
-		if err != nil {
-			return fmt.Errorf("inference: %w", err)
-		}
-		p.execs.release(e)
-	}
-	return nil
 }
