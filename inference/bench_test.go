@@ -46,7 +46,7 @@ func BenchmarkLogits(b *testing.B) {
 	}
 	defer p.Close()
 	r := cfg.Resolution
-	for _, n := range []int{1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64} {
+	for _, n := range batchSizes(64) {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			x := make([]float32, n*r*r*cfg.InChannels)
