@@ -95,7 +95,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (int, *predictA
 	if s.stopping.Load() {
 		return 0, nil, badRequest(http.StatusServiceUnavailable, "the server is shutting down")
 	}
-	top := s.p.Info().TopK
+	top := s.topK
 	if q := r.URL.Query().Get("top"); q != "" {
 		k, err := strconv.Atoi(q)
 		if err != nil || k < 1 || k > top {
@@ -135,7 +135,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (int, *predictA
 		return 0, nil, err
 	}
 	s.metrics.images.Add(float64(len(preds)))
-	answer := &predictAnswer{Model: s.p.Info().Model, Predictions: make([]imagePrediction, len(preds)),
+	answer := &predictAnswer{Model: s.model, Predictions: make([]imagePrediction, len(preds)),
 		TimingsMS: map[string]float64{"read": readMS, "decode": decodeMS}}
 	var queue, infer float64
 	for i, pred := range preds {

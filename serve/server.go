@@ -90,6 +90,8 @@ func (o Options) withDefaults(p *inference.Predictor) Options {
 // Server is the HTTP server of one Predictor. Create it with New; it is an http.Handler.
 type Server struct {
 	p        *inference.Predictor
+	model    string // the model's name
+	topK     int    // the most classes an answer lists
 	batcher  *inference.Batcher
 	opts     Options
 	metrics  *metrics
@@ -105,7 +107,8 @@ type Server struct {
 // Close it (or let Serve close it) before closing p.
 func New(p *inference.Predictor, opts Options) *Server {
 	opts = opts.withDefaults(p)
-	s := &Server{p: p, opts: opts, decoders: make(chan struct{}, opts.Decoders),
+	info := p.Info()
+	s := &Server{p: p, model: info.Model, topK: info.TopK, opts: opts, decoders: make(chan struct{}, opts.Decoders),
 		logger: log.New(opts.Log, "serve: ", log.LstdFlags)}
 	s.metrics = newMetrics(s)
 	batch := opts.Batch
