@@ -28,6 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+uptime
 go build -o "$tmp/seqconv" ./cmd/seqconv
 go build -o "$tmp/serveload" ./bench/serveload
 "$tmp/serveload" -init-run "$tmp/run" -model seqresnet-cifar-demo
