@@ -90,7 +90,7 @@ func (j ColorJitter) Augment(rng *rand.Rand, h, w, c int, src, dst []float32) {
 			}
 		}
 	}
-	normalize(j.mean, j.std, c, img)
+	Normalize(j.mean, j.std, c, img)
 }
 
 // grey returns the grey level of one pixel.
@@ -137,8 +137,8 @@ func unnormalize(mean, std []float32, c int, src, dst []float32) {
 	}
 }
 
-// normalize replaces x by (x - mean[ch]) / std[ch] (nothing when mean is nil).
-func normalize(mean, std []float32, c int, img []float32) {
+// Normalize replaces x by (x - mean[ch]) / std[ch] (nothing when mean is nil).
+func Normalize(mean, std []float32, c int, img []float32) {
 	if mean == nil {
 		return
 	}

@@ -442,13 +442,15 @@ func (s *FolderSet) Decode(i int, buf []uint8) (RawImage, error) {
 	return RawImage{}, fmt.Errorf("%w: %w", ErrSkipImage, err)
 }
 
-// DecodeImage decodes a JPEG or PNG file's contents b (the format is
-// detected from the content, not the name) as an RGB image, into buf when it
-// is large enough. name identifies the file in errors.
+// DecodeImage decodes an image file's contents b (JPEG, PNG, or another
+// format registered with package image, such as the GIF and WebP that
+// package inference registers; detected from the content, not the name) as
+// an RGB image, into buf when it is large enough. name identifies the file in errors.
 //
 // Empty input, an undecodable image or one of more than maxPixels pixels
-// (checked from the header before decoding; <= 0 means DefaultMaxPixels)
-// is an error naming the file and wrapping ErrBadImage.
+// (checked from the header before decoding; <= 0 means DefaultMaxPixels,
+// the error then also wraps ErrTooManyPixels) is an error naming the file
+// and wrapping ErrBadImage.
 func DecodeImage(name string, b []byte, buf []uint8, maxPixels int) (RawImage, error) {
 	if len(b) == 0 {
 		return RawImage{}, fmt.Errorf("%s: %w: empty file", name, ErrBadImage)
@@ -461,8 +463,8 @@ func DecodeImage(name string, b []byte, buf []uint8, maxPixels int) (RawImage, e
 		return RawImage{}, fmt.Errorf("%s: %w: decoding header: %w", name, ErrBadImage, err)
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > maxPixels/max(cfg.Height, 1) {
-		return RawImage{}, fmt.Errorf("%s: %w: %s image of %dx%d pixels, expected 1 to %d pixels",
-			name, ErrBadImage, format, cfg.Width, cfg.Height, maxPixels)
+		return RawImage{}, fmt.Errorf("%s: %w: %w: %s image of %dx%d pixels, expected 1 to %d pixels",
+			name, ErrBadImage, ErrTooManyPixels, format, cfg.Width, cfg.Height, maxPixels)
 	}
 	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {

@@ -255,7 +255,7 @@ func TestFolderBadImages(t *testing.T) {
 		1: "1bad.jpg: bad image: empty file",
 		3: "3bad.png: bad image: decoding header: image: unknown format",
 		5: "1bad.JPEG: bad image: decoding",
-		9: "5toobig.png: bad image: png image of 60x50 pixels, expected 1 to 2000 pixels",
+		9: "5toobig.png: bad image: too many pixels: png image of 60x50 pixels, expected 1 to 2000 pixels",
 	} {
 		_, err := s.Decode(i, nil)
 		wantErr(t, err, s.Path(i), want)

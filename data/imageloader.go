@@ -485,16 +485,9 @@ func (w *imageWorker) image(pos int, dst []float32) (label int32, err error) {
 	if p.aug != nil {
 		out = w.scratch
 	}
-	p.l.opts.Transform.Apply(w.rng, img, out)
-	c := p.c
-	for i := 0; i < len(out); i += c {
-		px := out[i : i+c]
-		for ch, v := range px {
-			px[ch] = (v - p.mean[ch]) / p.std[ch]
-		}
-	}
+	TransformImage(p.l.opts.Transform, w.rng, img, p.mean, p.std, out)
 	if p.aug != nil {
-		p.aug.Augment(w.rng, p.h, p.w, c, out, dst)
+		p.aug.Augment(w.rng, p.h, p.w, p.c, out, dst)
 	}
 	return p.src.Label(idx), nil
 }

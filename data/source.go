@@ -51,6 +51,10 @@ var (
 	// used: empty, undecodable or too large.
 	ErrBadImage = errors.New("bad image")
 
+	// ErrTooManyPixels is wrapped, with ErrBadImage, by the errors for images
+	// larger than the pixel limit (read from their header before decoding).
+	ErrTooManyPixels = errors.New("too many pixels")
+
 	// ErrSkipImage is wrapped by a Source's Decode error to ask the
 	// ImageLoader to skip the image and use a replacement (a FolderSet does so
 	// for bad images when FolderOptions.SkipBadImages is set).

@@ -216,13 +216,9 @@ func (c Config) validateBaseline() error {
 		}
 	}
 	// The stem (conv s2, maxpool s2) and each transition's 2x2 average pool must leave at least one pixel.
-	s := (c.Resolution-1)/2 + 1
-	s = (s-1)/2 + 1
-	for i := 1; i < len(c.BlocksPerStage); i++ {
-		if s < 2 {
-			return fmt.Errorf("resolution: %d is too small for %d dense blocks", c.Resolution, len(c.BlocksPerStage))
-		}
-		s /= 2
+	if m := c.MinInputSize(); c.Resolution < m {
+		return fmt.Errorf("resolution: %d is too small for %d dense blocks: want >= %d", c.Resolution,
+			len(c.BlocksPerStage), m)
 	}
 	return nil
 }

@@ -19,8 +19,11 @@ func (c Config) Build(scope *model.Scope, x *Node) *Node {
 	if err := c.Validate(); err != nil {
 		Panicf("model %s: %v", c.Name, err)
 	}
-	if x.Rank() != 4 || x.Shape().Dim(3) != c.InChannels {
+	if x.Rank() != 4 {
 		Panicf("model %s: want input images [N, H, W, %d] (channels last), got %s", c.Name, c.InChannels, x.Shape())
+	}
+	if err := c.CheckInput(x.Shape().Dim(3), x.Shape().Dim(1), x.Shape().Dim(2)); err != nil {
+		Panicf("%v (input images [N, H, W, C] %s)", err, x.Shape())
 	}
 	layout := layers.PreferredLayout(scope, x.Graph())
 	scope.SetParam(layers.ParamLayout, layout)

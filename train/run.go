@@ -82,6 +82,24 @@ func ReadConfig(dir string) (Config, error) {
 	return file.Config, nil
 }
 
+// ReadClasses reads the class names of a run directory from its classes.json (ClassesFile, which Run
+// writes when the training set names its classes); nil when the run has none.
+func ReadClasses(dir string) ([]string, error) {
+	path := filepath.Join(dir, ClassesFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("train: run directory %s: %w", dir, err)
+	}
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		return nil, fmt.Errorf("train: %s: want a JSON array of class names: %w", path, err)
+	}
+	return names, nil
+}
+
 // RunCheckpointDir returns the checkpoint directory of a run directory: its best checkpoint (BestDir)
 // or its latest ones (LatestDir).
 func RunCheckpointDir(dir string, best bool) string {

@@ -84,3 +84,36 @@ func TestWriteLoadRun(t *testing.T) {
 		t.Errorf("WriteRun of an uninitialized store: %v", err)
 	}
 }
+
+// TestReadClasses reads classes.json: the names, none without the file, an error naming the file for
+// bad JSON.
+func TestReadClasses(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+		err        string
+	}{
+		{"names", `["cat", "dog"]`, []string{"cat", "dog"}, ""},
+		{"no file", "", nil, ""},
+		{"not an array", `{"cat": 0}`, nil, "classes.json: want a JSON array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.file != "" {
+				if err := os.WriteFile(filepath.Join(dir, ClassesFile), []byte(tc.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := ReadClasses(dir)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("ReadClasses = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

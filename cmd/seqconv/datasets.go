@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -288,20 +286,7 @@ func loadData(spec dataSpec, dataDir string, p pipeline, res, workers int, evalO
 }
 
 // readClasses reads a run directory's classes.json (nil if it has none).
-func readClasses(runDir string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(runDir, train.ClassesFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	if err := json.Unmarshal(b, &names); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(runDir, train.ClassesFile), err)
-	}
-	return names, nil
-}
+func readClasses(runDir string) ([]string, error) { return train.ReadClasses(runDir) }
 
 // checkModelFits checks the model's channels and classes against a data set.
 func checkModelFits(modelName string, modelChannels, modelClasses int, ds train.Dataset, dataName string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,13 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
-	. "github.com/gomlx/gomlx/core/graph"
-	"github.com/gomlx/gomlx/core/tensors"
-	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/support/exceptions"
 	"github.com/seqconv/seqconv/engine"
+	"github.com/seqconv/seqconv/inference"
 	"github.com/seqconv/seqconv/interop"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
@@ -325,7 +322,8 @@ func newInferFlags(o *inferOptions) *flagSet {
 	fs := newFlagSet("infer", "seqconv infer --run RUN_DIR --input X.npy --output LOGITS.npy [flags]", `
 Computes the eval-mode logits (batch-norm running statistics, no dropout) of a run directory's model
 for images given as PyTorch takes them: a float32 or float64 .npy array [N, C, H, W] (NCHW), with the
-model's channels and resolution, already normalised as the model expects. Writes the logits as a
+model's channels and any height and width from the model's minimum on (the config's resolution is
+the default size, not a limit), already normalised as the model expects. Writes the logits as a
 float32 .npy array [N, classes].`)
 	fs.StringVar(&o.run, "run", "", "run directory (required)")
 	fs.StringVar(&o.input, "input", "", "the images, a .npy array [N, C, H, W] (required)")
@@ -380,13 +378,19 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 		return err
 	}
 	defer backend.Finalize()
-	cfg, store, err := train.LoadRun(backend, o.run, o.best)
+	p, err := inference.Load(o.run, inference.Options{Backend: backend, Best: o.best, MaxBatch: o.batch})
 	if err != nil {
 		return err
 	}
-	logits, err := inferLogits(backend, store, cfg, images, n, o.batch)
+	defer p.Close()
+	h, w, c := input.Shape[2], input.Shape[3], input.Shape[1]
+	logits64, err := p.Logits(context.Background(), images, n, h, w, c)
 	if err != nil {
 		return fmt.Errorf("computing the logits: %w", err)
+	}
+	logits := make([]float32, len(logits64))
+	for i, v := range logits64 {
+		logits[i] = float32(v)
 	}
 	out, err := interop.NewArray(logits, n, cfg.Classes)
 	if err != nil {
@@ -400,19 +404,19 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 	return nil
 }
 
-// nhwcImages checks that a holds NCHW float32 or float64 images of cfg's channels and resolution and
-// returns them as float32 NHWC data, with their number.
+// nhwcImages checks that a holds NCHW float32 or float64 images that cfg's model takes (its channels,
+// any height and width from its minimum on) and returns them as float32 NHWC data, with their number.
 func nhwcImages(a *interop.Array, cfg models.Config) ([]float32, int, error) {
-	c, r := cfg.InChannels, cfg.Resolution
-	want := fmt.Sprintf("want float32 or float64 images [N, %d, %d, %d] (NCHW, as PyTorch takes them) for model %s",
-		c, r, r, cfg.Name)
+	c, m := cfg.InChannels, cfg.MinInputSize()
+	want := fmt.Sprintf("want float32 or float64 images [N, %d, H, W] (NCHW, as PyTorch takes them) with H, W >= %d "+
+		"for model %s (%dx%d by default)", c, m, cfg.Name, cfg.Resolution, cfg.Resolution)
 	if a.DType != dtypes.Float32 && a.DType != dtypes.Float64 {
 		return nil, 0, fmt.Errorf("dtype %s: %s", strings.ToLower(a.DType.String()), want)
 	}
-	if len(a.Shape) != 4 || a.Shape[1] != c || a.Shape[2] != r || a.Shape[3] != r {
+	if len(a.Shape) != 4 || cfg.CheckInput(a.Shape[1], a.Shape[2], a.Shape[3]) != nil {
 		return nil, 0, fmt.Errorf("shape %v: %s", a.Shape, want)
 	}
-	n := a.Shape[0]
+	n, h, w := a.Shape[0], a.Shape[2], a.Shape[3]
 	if n == 0 {
 		return nil, 0, fmt.Errorf("no images: %s with N >= 1", want)
 	}
@@ -429,7 +433,7 @@ func nhwcImages(a *interop.Array, cfg models.Config) ([]float32, int, error) {
 		return nil, 0, fmt.Errorf("data of type %T: %s", a.Data, want)
 	}
 	dst := make([]float32, len(src))
-	hw := r * r
+	hw := h * w
 	for in := range n {
 		img := src[in*c*hw : (in+1)*c*hw]
 		out := dst[in*c*hw : (in+1)*c*hw]
@@ -440,54 +444,6 @@ func nhwcImages(a *interop.Array, cfg models.Config) ([]float32, int, error) {
 		}
 	}
 	return dst, n, nil
-}
-
-// inferLogits runs cfg's inference graph on store's variables over n NHWC images, batch images at a time,
-// and returns the float32 logits [n, classes] flat.
-func inferLogits(backend compute.Backend, store *model.Store, cfg models.Config, images []float32, n, batch int) (
-	logits []float32, err error) {
-	var exec *model.Exec
-	err = exceptions.TryCatch[error](func() {
-		exec, err = model.NewExec(backend, store, func(scope *model.Scope, x *Node) *Node {
-			scope.Store().SetTraining(x.Graph(), false)
-			return cfg.Build(scope, x)
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer exec.Finalize()
-	c, r := cfg.InChannels, cfg.Resolution
-	per := c * r * r
-	logits = make([]float32, 0, n*cfg.Classes)
-	for start := 0; start < n; start += batch {
-		end := min(start+batch, n)
-		x := tensors.FromFlatDataAndDimensions(images[start*per:end*per], end-start, r, r, c)
-		var out []*tensors.Tensor
-		err = exceptions.TryCatch[error](func() {
-			out, err = exec.Call(x)
-		})
-		_ = x.FinalizeAll()
-		if err != nil {
-			return nil, fmt.Errorf("images %d to %d: %w", start, end-1, err)
-		}
-		if len(out) != 1 {
-			return nil, fmt.Errorf("the model returned %d outputs, want 1", len(out))
-		}
-		if dims := out[0].Shape().Dimensions; len(dims) != 2 || dims[0] != end-start || dims[1] != cfg.Classes {
-			return nil, fmt.Errorf("the model returned logits %v, want [%d %d]", dims, end-start, cfg.Classes)
-		}
-		var got []float32
-		err = exceptions.TryCatch[error](func() {
-			got, err = tensors.CopyFlatData[float32](out[0])
-		})
-		_ = out[0].FinalizeAll()
-		if err != nil {
-			return nil, err
-		}
-		logits = append(logits, got...)
-	}
-	return logits, nil
 }
 
 // shortStateError formats an *interop.StateError listing several problems on one line, separated by "; ",

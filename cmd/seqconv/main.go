@@ -11,6 +11,9 @@
 //	seqconv import [flags]     import the authors' PyTorch weights (.npz state_dict) into a run directory
 //	seqconv export [flags]     export a run directory as a PyTorch state_dict .npz or an ONNX model
 //	seqconv infer [flags]      compute a run's eval-mode logits for NCHW images in a .npy file
+//	seqconv predict [flags] IMAGE...
+//	                           print the most probable classes of image files
+//	seqconv serve [flags]      serve a run's model over HTTP (JSON API, metrics, a web page)
 //	seqconv bench [flags]      time training or inference steps of a model
 //	seqconv heatmap [flags]    draw the weight-utilization heat maps of a run's SeqConv layers
 //	seqconv plot [flags]       plot the training curves of one or more runs
@@ -213,8 +216,8 @@ func oneLine(s string) string {
 // printError prints err on one line, prefixed by "seqconv: ". An errors.Join of several errors is printed
 // one error a line, the ones after the first indented.
 func printError(w io.Writer, err error) {
-	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 1 {
-		for i, e := range j.Unwrap() {
+	if errs := joined(err); len(errs) > 1 {
+		for i, e := range errs {
 			prefix := "seqconv: "
 			if i > 0 {
 				prefix = "  "
@@ -224,4 +227,23 @@ func printError(w io.Writer, err error) {
 		return
 	}
 	fmt.Fprintf(w, "seqconv: %s\n", oneLine(err.Error()))
+}
+
+// joined returns the errors err joins if it is an errors.Join (whose message is theirs, one a line), else
+// nil. An error of fmt.Errorf with several %w also unwraps to several errors, but its message is one
+// sentence that must stay whole.
+func joined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return nil
+	}
+	errs := j.Unwrap()
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	if err.Error() != strings.Join(msgs, "\n") {
+		return nil
+	}
+	return errs
 }

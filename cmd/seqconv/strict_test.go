@@ -94,6 +94,8 @@ func TestCommandsBadInputs(t *testing.T) {
 		"heatmap": {"heatmap"},
 		"plot":    {"plot"},
 		"report":  {"report", "--out", out("r.html")},
+		"predict": {"predict", writeFile(t, tmp, "image.png", "not decoded: the run is checked first")},
+		"serve":   {"serve", "--addr", "127.0.0.1:0"},
 	}
 	for name, args := range runCommands {
 		t.Run(name+" missing and empty run", func(t *testing.T) {
