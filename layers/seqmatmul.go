@@ -29,6 +29,9 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 	if b.computeDType(x.DType()) != x.DType() {
 		checkBF16(scope, g, LoweringONNX)
 	}
+	if !scope.IsTraining(g) {
+		return b.doneFusedInference(plan, shortcuts)
+	}
 	nImg, h, w, _ := NCHW.dims(x)
 	m := h * w
 	filters := make([]*matmulFilter, plan.n)
@@ -71,14 +74,7 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 		pieces = append(pieces, Reshape(ps, nImg, width, m))
 		starts = append(starts, start)
 	}
-	cuts := []int{0, plan.cin}
-	for _, v := range views {
-		if v[0] > 0 && v[0] < plan.cin {
-			cuts = append(cuts, v[0])
-		}
-	}
-	slices.Sort(cuts)
-	cuts = slices.Compact(cuts)
+	cuts := plan.inputCuts()
 	for i, p := range splitAt(x, 1, cuts) {
 		addPiece(p, cuts[i])
 	}
@@ -117,6 +113,56 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 		if j < plan.n-1 {
 			addPiece(a, hi)
 		}
+	}
+	return raws, acts
+}
+
+// inputCuts returns where x is split so that no view starts inside a piece of it: 0, the views' starts inside
+// x, cin.
+func (p seqPlan) inputCuts() []int {
+	cuts := []int{0, p.cin}
+	for j := range p.n {
+		if lo, _ := p.view(j); lo > 0 && lo < p.cin {
+			cuts = append(cuts, lo)
+		}
+	}
+	slices.Sort(cuts)
+	return slices.Compact(cuts)
+}
+
+// doneFusedInference is doneFusedMatMul's inference graph (no dropout, no gradients needed): filter j's 1x1
+// convolution is a convolution of the concatenation of the pieces its view touches, exactly its channels,
+// which ONNX Runtime runs in its blocked layout and folds batch norm into.
+func (b *SeqConvBuilder) doneFusedInference(plan seqPlan, shortcuts []*Node) (raws, acts []*Node) {
+	x, scope := b.x, b.scope
+	g := x.Graph()
+	cuts := plan.inputCuts()
+	pieces := splitAt(x, 1, cuts)
+	starts := cuts[:len(cuts)-1]
+	fsScope := scope.In("Filters")
+	for j := range plan.n {
+		fs := fsScope.In("%d", j)
+		lo, hi := plan.view(j)
+		var sc *Node
+		if shortcuts != nil {
+			sc = shortcuts[j]
+		}
+		unit := b.firstConvUnit(fs, nil, sc)
+		weight := unit.conv.weight(g, x.DType(), hi-lo)
+		first := len(starts) - 1 // the last piece starting at or before lo
+		for starts[first] > lo {
+			first--
+		}
+		view := concatAxis(pieces[first:], 1)
+		if lead := lo - starts[first]; lead > 0 {
+			view = SliceAxis(view, 1, AxisRange(lead))
+		}
+		out := conv2D(view, weight, NCHW, 1, 1, LoweringONNX)
+		unit.conv.record(out, hi-lo)
+		r, a := b.finishFilter(fs, unit, out, sc)
+		raws = append(raws, r)
+		acts = append(acts, a)
+		pieces, starts = append(pieces, a), append(starts, hi)
 	}
 	return raws, acts
 }
