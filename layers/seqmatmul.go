@@ -167,20 +167,29 @@ func (b *SeqConvBuilder) doneFusedInference(plan seqPlan, shortcuts []*Node) (ra
 	return raws, acts
 }
 
-// perImageRows returns kernel rows [K, k] as the batch [N, K, k] of the left operands of a per-image product:
-// scaled by the dropout multipliers mask [N, K], or repeated when mask is nil.
-func perImageRows(rows, mask *Node, n int) *Node {
-	kk, k := rows.Shape().Dim(0), rows.Shape().Dim(1)
-	if mask == nil {
-		return BroadcastToDims(ExpandAxes(rows, 0), n, kk, k)
+// perImageKernel returns kernel rows w [K, k] (or their transpose [k, K] when transposed) as the batch [N, ...] of the
+// left operands of a per-image product: scaled by the dropout multipliers mask [N, K], or repeated when mask is
+// nil.
+func perImageKernel(w, mask *Node, n int, transposed bool) *Node {
+	if transposed {
+		w = Transpose(w, 0, 1)
 	}
-	return Mul(ExpandAxes(rows, 0), Reshape(mask, n, kk, 1))
+	dims := append([]int{n}, w.Shape().Dimensions...)
+	if mask == nil {
+		return BroadcastToDims(ExpandAxes(w, 0), dims...)
+	}
+	kk := mask.Shape().Dim(1)
+	if transposed {
+		return Mul(ExpandAxes(w, 0), Reshape(mask, n, 1, kk))
+	}
+	return Mul(ExpandAxes(w, 0), Reshape(mask, n, kk, 1))
 }
 
 // piecesProduct returns the 1x1 convolution [N, k, M] of v [N, K, M] with kernel [K, k], each image's kernel
-// rows scaled by mask [N, K] when it is not nil, and sets f.rows to the per-image kernel rows. The output
-// gradient is stored in f.dOut; the kernel's gradient is written by hand (v's gradient is computed per piece by
-// the caller, so the one autodiff derives here is never used).
+// rows scaled by mask [N, K] when it is not nil, and sets f.rows to the per-image kernel rows [N, K, k] for the
+// pieces' gradients. The output gradient is stored in f.dOut; the kernel's gradient is written by hand (v's
+// gradient is computed per piece by the caller, so the one autodiff derives here is never used). The kernel is
+// transposed before it is repeated or scaled per image, not after.
 func piecesProduct(v, kernel, mask *Node, f *matmulFilter) *Node {
 	n, kk := v.Shape().Dim(0), v.Shape().Dim(1)
 	ks := IdentityWithCustomGradient(kernel, func(_, _ *Node) *Node {
@@ -191,6 +200,7 @@ func piecesProduct(v, kernel, mask *Node, f *matmulFilter) *Node {
 		}
 		return ReduceSum(per, 0)
 	})
-	f.rows = perImageRows(ks, mask, n)
-	return captureGradient(DotGeneral(Transpose(f.rows, 1, 2), []int{2}, []int{0}, v, []int{1}, []int{0}), &f.dOut)
+	f.rows = perImageKernel(ks, mask, n, false)
+	return captureGradient(DotGeneral(perImageKernel(ks, mask, n, true), []int{2}, []int{0}, v, []int{1}, []int{0}),
+		&f.dOut)
 }

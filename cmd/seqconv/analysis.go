@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"math"
 	"os"
@@ -100,7 +101,7 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Inference)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 
 	"github.com/seqconv/seqconv/models"
@@ -77,7 +78,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	backend, err := newBackend(stderr)
+	workload := engine.Inference
+	if o.mode == "train" {
+		workload = engine.Training
+	}
+	backend, err := newBackend(stderr, workload)
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -123,7 +124,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		classes = nil
 	}
 
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -346,7 +347,7 @@ var experimentAugmentation = "crop:" + strconv.Itoa(defaultMNISTCropPad)
 // execute trains both variants and writes the heat maps, report and summary.
 func (o *experimentOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
 	start := time.Now()
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Training)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -92,7 +93,7 @@ func (o *importOptions) execute(stdout, stderr io.Writer) error {
 	if err := checkNewRunDir(o.out); err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}
@@ -163,7 +164,7 @@ func (o *exportOptions) execute(stdout, stderr io.Writer) error {
 	if err := checkOutputFile("--out", o.out); err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("input %s: %w", o.input, err)
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

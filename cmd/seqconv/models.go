@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"strings"
 
@@ -58,7 +59,7 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, usagef("--resolution must be >= 0 (0: the model's own), got %d", o.resolution))
 		return exitUsage
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure

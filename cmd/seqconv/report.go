@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -87,7 +88,7 @@ func (o *reportOptions) execute(stdout, stderr io.Writer) error {
 	if err := checkHTMLOut(out); err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"os"
 	"os/exec"
@@ -57,7 +58,7 @@ func checkpointPosition(runDir string) (epoch, step int, ok bool) {
 // variables by path.
 func runVariables(t *testing.T, runDir string, best bool) map[string][]byte {
 	t.Helper()
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Training)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -96,7 +97,7 @@ func runSummary(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure

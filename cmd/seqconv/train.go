@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/seqconv/seqconv/engine"
 	"io"
 	"math"
 	"os"
@@ -486,7 +487,7 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	if err := configureXLA(p.xlaCache, filepath.Join(cfg.RunDir, "xla-cache"), p.autotune); err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Training)
 	if err != nil {
 		return err
 	}
