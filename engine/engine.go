@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/compute"
 	onnxbackend "github.com/gomlx/compute-onnx"
 	_ "github.com/gomlx/compute/gobackend" // The pure Go backend, always available.
+
 	// XLA/PJRT: selected with GOMLX_BACKEND=xla:<plugin>, e.g. a CUDA PJRT plugin given by its absolute path.
 	_ "github.com/gomlx/go-xla/compute/xla"
 )
@@ -51,12 +52,17 @@ func (c Choice) String() string {
 	return s
 }
 
-// New creates the backend: the one $GOMLX_BACKEND names, if set (an error if it cannot be created: a
-// user who asked for a GPU must not train on the CPU by surprise); otherwise ONNX Runtime on the CPU when
-// its library is found (see FindONNXRuntime), falling back to the pure Go backend with a Note when it
-// cannot be loaded; otherwise the pure Go backend.
-func New() (Choice, error) {
+// New creates the backend for training: NewFor(Training).
+func New() (Choice, error) { return NewFor(Training) }
+
+// NewFor creates the backend for workload w: the one $GOMLX_BACKEND names, if set (an error if it cannot be
+// created: a user who asked for a GPU must not train on the CPU by surprise; ONNX Runtime gets w's
+// ONNXOptions for the keys it does not set); otherwise ONNX Runtime on the CPU when its library is found (see
+// FindONNXRuntime), falling back to the pure Go backend with a Note when it cannot be loaded; otherwise the
+// pure Go backend.
+func NewFor(w Workload) (Choice, error) {
 	if config := strings.TrimSpace(os.Getenv(EnvVar)); config != "" {
+		config = withONNXDefaults(config, w)
 		b, err := NewWithConfig(config)
 		if err != nil {
 			return Choice{}, err
@@ -65,7 +71,7 @@ func New() (Choice, error) {
 	}
 	var note string
 	if lib, err := FindONNXRuntime(); err == nil {
-		config := ONNXConfig(lib)
+		config := ONNXConfig(lib, w)
 		b, err := NewWithConfig(config)
 		if err == nil {
 			return Choice{Backend: b, Config: config}, nil
@@ -155,15 +161,16 @@ func finalizeQuietly(b compute.Backend) {
 // oneLine joins the lines of s.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// MustNewForTest returns the backend that tests run on: the one $GOMLX_BACKEND names, or the pure Go
-// backend when it is unset (so that a machine with ONNX Runtime installed runs the same suite as one
-// without; CI runs the suite again with $GOMLX_BACKEND naming ONNX Runtime). It panics on error.
+// MustNewForTest returns the backend that tests run on: the one $GOMLX_BACKEND names (ONNX Runtime with the
+// Training workload's ONNXOptions for the keys it does not set), or the pure Go backend when it is unset (so
+// that a machine with ONNX Runtime installed runs the same suite as one without; CI runs the suite again with
+// $GOMLX_BACKEND naming ONNX Runtime). It panics on error.
 func MustNewForTest() compute.Backend {
 	config := strings.TrimSpace(os.Getenv(EnvVar))
 	if config == "" {
 		config = Go
 	}
-	b, err := NewWithConfig(config)
+	b, err := NewWithConfig(withONNXDefaults(config, Training))
 	if err != nil {
 		panic(err)
 	}

@@ -83,7 +83,7 @@ func TestNewAutomaticPrefersONNXRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !IsONNX(c.Backend) || c.Config != ONNXConfig(lib) || c.Note != "" {
+	if !IsONNX(c.Backend) || c.Config != ONNXConfig(lib, Training) || c.Note != "" {
 		t.Errorf("with ONNX Runtime at %s: chose %s (config %q, note %q), want ONNX Runtime", lib, c.Backend.Name(),
 			c.Config, c.Note)
 	}
@@ -125,5 +125,25 @@ func TestNewONNXRuntime(t *testing.T) {
 				t.Errorf("error %v, want one line containing %q and %q", err2, tc.wantErr, InstallHint)
 			}
 		})
+	}
+}
+
+func TestWithONNXDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		config string
+		w      Workload
+		want   string
+	}{
+		{"go", Training, "go"},
+		{"xla:/p/plugin.so", Inference, "xla:/p/plugin.so"},
+		{"onnx:cpu,/lib/libonnxruntime.so", Training, "onnx:graph_optimization_level=0,cpu,/lib/libonnxruntime.so"},
+		{"onnx:cpu,/lib/libonnxruntime.so", Inference, "onnx:graph_optimization_level=99,cpu,/lib/libonnxruntime.so"},
+		{"onnxruntime", Training, "onnxruntime:graph_optimization_level=0"},
+		{"onnx:cpu,opt_level=2,/lib/x.so", Training, "onnx:cpu,opt_level=2,/lib/x.so"},
+		{"onnx:cpu,Graph_Optimization_Level=1", Inference, "onnx:cpu,Graph_Optimization_Level=1"},
+	} {
+		if got := withONNXDefaults(tc.config, tc.w); got != tc.want {
+			t.Errorf("withONNXDefaults(%q, %s) = %q, want %q", tc.config, tc.w, got, tc.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/layers/activation"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/ml/model/initializer"
 	. "github.com/gomlx/gomlx/support/exceptions"
@@ -84,12 +85,18 @@ func (b *BatchNormBuilder) Done() *Node {
 	return y
 }
 
-// ReLU returns max(x, 0), recorded as an OpReLU in the graph's Profile (if any). Its gradient is PyTorch's:
-// dy where x > 0 and 0 elsewhere (also at x == 0, where GoMLX's Max would pass the gradient through).
+// ReLU returns max(x, 0), recorded as an OpReLU in the graph's Profile (if any). In training graphs its gradient
+// is PyTorch's: dy where x > 0 and 0 elsewhere (also at x == 0, where GoMLX's Max would pass the gradient
+// through).
 func ReLU(scope *model.Scope, x *Node) *Node {
 	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpReLU, Out: recordDims(x, layoutFromScope(scope)),
 		Elems:  perImage(x),
 		Detail: "relu"})
+	if !scope.IsTraining(x.Graph()) {
+		// GoMLX's fused ReLU where the backend has one (ONNX Runtime's Relu, which it fuses into the preceding
+		// convolution), Max(x, 0) elsewhere.
+		return activation.Relu(x)
+	}
 	zero := ScalarZero(x.Graph(), x.DType())
 	var dy *Node
 	// node is x's identity, or its rematerialized copy under gradient checkpointing.

@@ -196,32 +196,34 @@ func convKernelGrad(x, dOut *Node, kShape shapes.Shape, l Layout, stride, groups
 	return convKernelGradNHWC(x, dOut, kShape, stride, groups, padH, padW)
 }
 
-// convKernelGradNCHW is convKernelGrad on channels-first images: for each kernel tap (u, v), one batched
-// (over images and groups) product of dOut [og, Ho*Wo] with the tap's strided window of the zero-padded
-// input [cg, Ho*Wo], summed over the images. The windows are the only copies of the input; dOut is read in
-// place.
+// convKernelGradNCHW is convKernelGrad on channels-first images: the input is transposed once, group-major and
+// channels last per image, [N, G, H, W, cg], and zero-padded; then, for each kernel tap (u, v), dOut
+// [N, G, og, Ho*Wo] (read in place) times the tap's strided window [N, G, Ho*Wo, cg] is one batched matrix
+// product, summed over the images. No operand needs a transposition (ONNX Runtime's graph optimizations fuse
+// those into its matrix products, but they are slow to run) and the windows are the only copies of the input:
+// 1.2-2x faster on ONNX Runtime than windows taken channels first, or concatenated into one product.
 func convKernelGradNCHW(x, dOut *Node, kShape shapes.Shape, stride, groups, padH, padW int) *Node {
 	kh, kw, cg, cout := kShape.Dim(0), kShape.Dim(1), kShape.Dim(2), kShape.Dim(3)
 	og := cout / groups
-	n, _, _, _ := NCHW.dims(x)
+	n, h, w, _ := NCHW.dims(x)
 	_, ho, wo, _ := NCHW.dims(dOut)
-	xp := x
+	xp := TransposeAllAxes(Reshape(x, n, groups, cg, h, w), 0, 1, 3, 4, 2) // [N, G, H, W, cg]
 	if padH > 0 || padW > 0 {
-		xp = Pad(x, ScalarZero(x.Graph(), x.DType()), compute.PadAxis{}, compute.PadAxis{},
-			compute.PadAxis{Start: padH, End: padH}, compute.PadAxis{Start: padW, End: padW})
+		xp = Pad(xp, ScalarZero(x.Graph(), x.DType()), compute.PadAxis{}, compute.PadAxis{},
+			compute.PadAxis{Start: padH, End: padH}, compute.PadAxis{Start: padW, End: padW}, compute.PadAxis{})
 	}
 	d := Reshape(dOut, n, groups, og, ho*wo)
 	taps := make([]*Node, 0, kh*kw)
 	for u := range kh {
 		for v := range kw {
 			win := Slice(xp, AxisRange(), AxisRange(), AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
-				AxisRange(v, v+stride*(wo-1)+1).Stride(stride))
-			win = Reshape(win, n, groups, cg, ho*wo)
-			taps = append(taps, ExpandAxes(DotGeneral(d, []int{3}, []int{0, 1}, win, []int{3}, []int{0, 1}), 0))
+				AxisRange(v, v+stride*(wo-1)+1).Stride(stride), AxisRange())
+			win = Reshape(win, n, groups, ho*wo, cg)
+			taps = append(taps, ExpandAxes(DotGeneral(d, []int{3}, []int{0, 1}, win, []int{2}, []int{0, 1}), 0))
 		}
 	}
 	dw := ReduceSum(Concatenate(taps, 0), 1) // [kh*kw, G, og, cg]
-	dw = Reshape(dw, kh, kw, groups, og, cg) //
+	dw = Reshape(dw, kh, kw, groups, og, cg)
 	return Reshape(TransposeAllAxes(dw, 0, 1, 4, 2, 3), kh, kw, cg, cout)
 }
 

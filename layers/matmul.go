@@ -49,22 +49,38 @@ func captureGradient(out *Node, dst **Node) *Node {
 	})
 }
 
-// splitChannels splits x into n pieces of k channels along its channel axis ch. Its gradient is one
-// concatenation of the pieces' gradients (zeros for unused pieces) rather than GoMLX's default for n slices,
-// which pads each piece's gradient to the full width of x and sums the n results (O(n²) work).
+// splitChannels splits x into n pieces of k channels along its channel axis ch (see splitAt).
 func splitChannels(x *Node, ch, k int) []*Node {
 	c := x.Shape().Dim(ch)
 	if k <= 0 || c%k != 0 {
 		Panicf("splitChannels: %d channels do not split into groups of %d", c, k)
 	}
-	n := c / k
+	cuts := make([]int, 0, c/k+1)
+	for off := 0; off <= c; off += k {
+		cuts = append(cuts, off)
+	}
+	return splitAt(x, ch, cuts)
+}
+
+// splitAt splits x along its channel axis ch at the increasing offsets cuts (0 first, the width of x last) into
+// len(cuts)-1 pieces. Its gradient is one concatenation of the pieces' gradients (zeros for unused pieces)
+// rather than GoMLX's default for n slices, which pads each piece's gradient to the full width of x and sums
+// the n results (O(n²) work).
+func splitAt(x *Node, ch int, cuts []int) []*Node {
+	n := len(cuts) - 1
+	if n < 1 || cuts[0] != 0 || cuts[n] != x.Shape().Dim(ch) {
+		Panicf("splitAt: cuts %v do not split the %d channels of %s", cuts, x.Shape().Dim(ch), x.Shape())
+	}
+	if n == 1 {
+		return []*Node{x}
+	}
 	grads := make([]*Node, n)
 	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
 		parts := make([]*Node, n)
 		for i, g := range grads {
 			if g == nil {
 				dims := x.Shape().Clone().Dimensions
-				dims[ch] = k
+				dims[ch] = cuts[i+1] - cuts[i]
 				g = Zeros(x.Graph(), shapes.Make(x.DType(), dims...))
 			}
 			parts[i] = g
@@ -73,7 +89,7 @@ func splitChannels(x *Node, ch, k int) []*Node {
 	})
 	pieces := make([]*Node, n)
 	for i := range n {
-		pieces[i] = captureGradient(SliceAxis(xs, ch, AxisRange(i*k, (i+1)*k)), &grads[i])
+		pieces[i] = captureGradient(SliceAxis(xs, ch, AxisRange(cuts[i], cuts[i+1])), &grads[i])
 	}
 	return pieces
 }

@@ -1,34 +1,55 @@
 package layers
 
 import (
+	"slices"
+
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 )
 
+// matmulFilter is one filter's first (1x1) convolution as doneFusedMatMul builds it.
+type matmulFilter struct {
+	start int   // sequence channel of the first piece the view touches
+	rows  *Node // the kernel rows, per image: [N, K, k] for the K channels of the pieces the view touches
+	dOut  *Node // gradient of the convolution's output [N, k, H*W], captured during autodiff
+}
+
 // doneFusedMatMul is the fused implementation of bottleneck SeqConv layers on channels-first images (NCHW,
-// LoweringONNX): each sequence piece is a matrix [N, width, H*W] as it is, and filter j's 1x1 convolution is
-// one batched matrix product of its kernel rows [k, K] (per image when dropout scales them) with the
+// LoweringONNX). The sequence is kept as pieces, each a matrix [N, width, H*W]: x split where the filters'
+// views start inside it (one copy of x, so that no view reads channels it does not use), then the filters'
+// outputs. Filter j's 1x1 convolution is one batched matrix product of its kernel rows [k, K] (per image when
+// dropout scales them; zero rows for the channels of a first output piece only partly in the view) with the
 // concatenated pieces its view touches [N, K, H*W]. Its gradients are written by hand: per piece, one batched
-// product of the readers' kernel rows with their concatenated output gradients; per filter, one batched
-// product of its pieces with its output gradient. No operand of these products needs a transposition larger
-// than a k-channel output gradient.
+// product of the readers' kernel rows with their concatenated output gradients; per filter, one batched product
+// of its pieces with its output gradient. No operand of these products needs a transposition larger than a
+// k-channel output gradient.
 func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws, acts []*Node) {
 	x, scope := b.x, b.scope
 	g := x.Graph()
 	if b.computeDType(x.DType()) != x.DType() {
 		checkBF16(scope, g, LoweringONNX)
 	}
+	if !scope.IsTraining(g) {
+		return b.doneFusedInference(plan, shortcuts)
+	}
 	nImg, h, w, _ := NCHW.dims(x)
 	m := h * w
-	filters := make([]*seqFilter, plan.n)
+	filters := make([]*matmulFilter, plan.n)
 	var pieces []*Node // [N, width, H*W]
+	var starts []int   // sequence channel of each piece's first channel
+	views := make([][2]int, plan.n)
+	for j := range views {
+		views[j][0], views[j][1] = plan.view(j)
+	}
 
-	// addPiece registers sequence piece i (node p, [N, width, H, W]): it feeds the later filters' products,
-	// and its gradient is computed from the output gradients of the filters that read it.
-	addPiece := func(i int, p *Node) {
-		start, width := plan.piece(i)
+	// addPiece registers the sequence channels [start, start+width) (node p, [N, width, H, W]): they feed the
+	// later filters' products, and their gradient is computed from the output gradients of the filters that
+	// read them.
+	addPiece := func(p *Node, start int) {
+		width := p.Shape().Dim(1)
 		var readers []int
-		for j := i; j < plan.n; j++ {
-			if _, hi := plan.view(j); hi > start && plan.firstPiece(j) <= i {
+		for j, v := range views {
+			if v[0] < start+width && v[1] > start {
 				readers = append(readers, j)
 			}
 		}
@@ -38,12 +59,10 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 			var dOuts, rows []*Node
 			for _, j := range readers {
 				f := filters[j]
-				if f.dOut == nil {
+				if f == nil || f.dOut == nil {
 					continue // the filter does not reach the loss
 				}
-				lo, _ := plan.view(j)
-				block, mask := f.kernelRows(lo, start, width)
-				rows = append(rows, perImageRows(Reshape(block, width, b.k), mask, nImg))
+				rows = append(rows, SliceAxis(f.rows, 1, AxisRange(start-f.start, start-f.start+width)))
 				dOuts = append(dOuts, f.dOut)
 			}
 			if len(dOuts) == 0 {
@@ -53,74 +72,135 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 			return Reshape(dp, p.Shape().Dimensions...)
 		})
 		pieces = append(pieces, Reshape(ps, nImg, width, m))
+		starts = append(starts, start)
 	}
-	addPiece(0, x)
+	cuts := plan.inputCuts()
+	for i, p := range splitAt(x, 1, cuts) {
+		addPiece(p, cuts[i])
+	}
 
 	fsScope := scope.In("Filters")
-	for j := range plan.n {
+	for j, v := range views {
 		fs := fsScope.In("%d", j)
-		lo, hi := plan.view(j)
+		lo, hi := v[0], v[1]
 		viewW := hi - lo
 		var sc *Node
 		if shortcuts != nil {
 			sc = shortcuts[j]
 		}
-		f := &seqFilter{mask: dropoutMask(scope, g, x.DType(), nImg, viewW, b.dropRate)}
-		filters[j] = f
-		f.conv = b.firstConvUnit(fs, nil, sc)
-		f.weight = f.conv.conv.weight(g, x.DType(), viewW)
-
-		first := plan.firstPiece(j)
-		var blocks, masks []*Node
-		for i := first; i <= j; i++ {
-			start, width := plan.piece(i)
-			block, mask := f.kernelRows(lo, start, width)
-			blocks = append(blocks, Reshape(block, width, b.k))
+		mask := dropoutMask(scope, g, x.DType(), nImg, viewW, b.dropRate)
+		unit := b.firstConvUnit(fs, nil, sc)
+		weight := Reshape(unit.conv.weight(g, x.DType(), viewW), viewW, b.k)
+		first := len(starts) - 1 // the last piece starting at or before lo
+		for starts[first] > lo {
+			first--
+		}
+		f := &matmulFilter{start: starts[first]}
+		if lead := lo - f.start; lead > 0 {
+			// The first piece is partly outside the view: zero kernel rows (and multipliers) for those channels.
+			weight = Concatenate([]*Node{Zeros(g, shapes.Make(weight.DType(), lead, b.k)), weight}, 0)
 			if mask != nil {
-				masks = append(masks, mask)
+				mask = Concatenate([]*Node{Zeros(g, shapes.Make(mask.DType(), nImg, lead)), mask}, 1)
 			}
 		}
-		var maskRows *Node
-		if len(masks) > 0 {
-			maskRows = concatAxis(masks, 1) // [N, K]
-		}
-		out := piecesProduct(concatAxis(pieces[first:j+1], 1), concatAxis(blocks, 0), maskRows, &f.dOut)
+		filters[j] = f
+		out := piecesProduct(concatAxis(pieces[first:], 1), weight, mask, f)
 		out = Reshape(out, nImg, b.k, h, w)
-		f.conv.conv.record(out, viewW)
-		r, a := b.finishFilter(fs, f.conv, out, sc)
+		unit.conv.record(out, viewW)
+		r, a := b.finishFilter(fs, unit, out, sc)
 		raws = append(raws, r)
 		acts = append(acts, a)
 		if j < plan.n-1 {
-			addPiece(j+1, a)
+			addPiece(a, hi)
 		}
 	}
 	return raws, acts
 }
 
-// perImageRows returns kernel rows [K, k] as the batch [N, K, k] of the left operands of a per-image product:
-// scaled by the dropout multipliers mask [N, K], or repeated when mask is nil.
-func perImageRows(rows, mask *Node, n int) *Node {
-	kk, k := rows.Shape().Dim(0), rows.Shape().Dim(1)
-	if mask == nil {
-		return BroadcastToDims(ExpandAxes(rows, 0), n, kk, k)
+// inputCuts returns where x is split so that no view starts inside a piece of it: 0, the views' starts inside
+// x, cin.
+func (p seqPlan) inputCuts() []int {
+	cuts := []int{0, p.cin}
+	for j := range p.n {
+		if lo, _ := p.view(j); lo > 0 && lo < p.cin {
+			cuts = append(cuts, lo)
+		}
 	}
-	return Mul(ExpandAxes(rows, 0), Reshape(mask, n, kk, 1))
+	slices.Sort(cuts)
+	return slices.Compact(cuts)
+}
+
+// doneFusedInference is doneFusedMatMul's inference graph (no dropout, no gradients needed): filter j's 1x1
+// convolution is a convolution of the concatenation of the pieces its view touches, exactly its channels,
+// which ONNX Runtime runs in its blocked layout and folds batch norm into.
+func (b *SeqConvBuilder) doneFusedInference(plan seqPlan, shortcuts []*Node) (raws, acts []*Node) {
+	x, scope := b.x, b.scope
+	g := x.Graph()
+	cuts := plan.inputCuts()
+	pieces := splitAt(x, 1, cuts)
+	starts := cuts[:len(cuts)-1]
+	fsScope := scope.In("Filters")
+	for j := range plan.n {
+		fs := fsScope.In("%d", j)
+		lo, hi := plan.view(j)
+		var sc *Node
+		if shortcuts != nil {
+			sc = shortcuts[j]
+		}
+		unit := b.firstConvUnit(fs, nil, sc)
+		weight := unit.conv.weight(g, x.DType(), hi-lo)
+		first := len(starts) - 1 // the last piece starting at or before lo
+		for starts[first] > lo {
+			first--
+		}
+		view := concatAxis(pieces[first:], 1)
+		if lead := lo - starts[first]; lead > 0 {
+			view = SliceAxis(view, 1, AxisRange(lead))
+		}
+		out := conv2D(view, weight, NCHW, 1, 1, LoweringONNX)
+		unit.conv.record(out, hi-lo)
+		r, a := b.finishFilter(fs, unit, out, sc)
+		raws = append(raws, r)
+		acts = append(acts, a)
+		pieces, starts = append(pieces, a), append(starts, hi)
+	}
+	return raws, acts
+}
+
+// perImageKernel returns kernel rows w [K, k] (or their transpose [k, K] when transposed) as the batch [N, ...] of the
+// left operands of a per-image product: scaled by the dropout multipliers mask [N, K], or repeated when mask is
+// nil.
+func perImageKernel(w, mask *Node, n int, transposed bool) *Node {
+	if transposed {
+		w = Transpose(w, 0, 1)
+	}
+	dims := append([]int{n}, w.Shape().Dimensions...)
+	if mask == nil {
+		return BroadcastToDims(ExpandAxes(w, 0), dims...)
+	}
+	kk := mask.Shape().Dim(1)
+	if transposed {
+		return Mul(ExpandAxes(w, 0), Reshape(mask, n, 1, kk))
+	}
+	return Mul(ExpandAxes(w, 0), Reshape(mask, n, kk, 1))
 }
 
 // piecesProduct returns the 1x1 convolution [N, k, M] of v [N, K, M] with kernel [K, k], each image's kernel
-// rows scaled by maskRows [N, K] when it is not nil. The output gradient is stored in *dOut; the kernel's
-// gradient is written by hand (v's gradient is computed per piece by the caller, so the one autodiff derives
-// here is never used).
-func piecesProduct(v, kernel, maskRows *Node, dOut **Node) *Node {
+// rows scaled by mask [N, K] when it is not nil, and sets f.rows to the per-image kernel rows [N, K, k] for the
+// pieces' gradients. The output gradient is stored in f.dOut; the kernel's gradient is written by hand (v's
+// gradient is computed per piece by the caller, so the one autodiff derives here is never used). The kernel is
+// transposed before it is repeated or scaled per image, not after.
+func piecesProduct(v, kernel, mask *Node, f *matmulFilter) *Node {
 	n, kk := v.Shape().Dim(0), v.Shape().Dim(1)
 	ks := IdentityWithCustomGradient(kernel, func(_, _ *Node) *Node {
 		// Σ_n v_n dOut_nᵀ, masked per image: [N, K, k], the transposition falls on the k-row dOut.
-		per := DotGeneral(v, []int{2}, []int{0}, *dOut, []int{2}, []int{0})
-		if maskRows != nil {
-			per = Mul(per, Reshape(maskRows, n, kk, 1))
+		per := DotGeneral(v, []int{2}, []int{0}, f.dOut, []int{2}, []int{0})
+		if mask != nil {
+			per = Mul(per, Reshape(mask, n, kk, 1))
 		}
 		return ReduceSum(per, 0)
 	})
-	kn := Transpose(perImageRows(ks, maskRows, n), 1, 2) // [N, k, K]
-	return captureGradient(DotGeneral(kn, []int{2}, []int{0}, v, []int{1}, []int{0}), dOut)
+	f.rows = perImageKernel(ks, mask, n, false)
+	return captureGradient(DotGeneral(perImageKernel(ks, mask, n, true), []int{2}, []int{0}, v, []int{1}, []int{0}),
+		&f.dOut)
 }

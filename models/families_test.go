@@ -62,7 +62,7 @@ func TestFamiliesTrainStep(t *testing.T) {
 				}
 			})
 			var losses []float64
-			for range 4 {
+			for range 8 {
 				xc, err := x.LocalClone()
 				if err != nil {
 					t.Fatal(err)

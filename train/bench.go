@@ -94,21 +94,27 @@ func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res B
 	store.RootScope().SetParam(layers.ParamPrecision, string(precision))
 	store.RootScope().SetParam(layers.ParamSeqConvImpl, impl)
 	store.RootScope().SetParam(models.ParamRecompute, opts.Recompute)
-	modelFn := func(scope *model.Scope, x *Node) *Node { return cfg.Build(scope, x) }
-	trainer := gtrain.NewTrainer(backend, store, modelFn, CrossEntropyLoss(0),
-		SGD().LearningRate(0.01).Momentum(0.9).Nesterov(true).WeightDecay(1e-4).Done(), nil, nil)
-	res.FirstStepS, err = timeStep(trainer, cfg, opts, 0)
+	var step stepFunc
+	if opts.Train {
+		modelFn := func(scope *model.Scope, x *Node) *Node { return cfg.Build(scope, x) }
+		trainer := gtrain.NewTrainer(backend, store, modelFn, CrossEntropyLoss(0),
+			SGD().LearningRate(0.01).Momentum(0.9).Nesterov(true).WeightDecay(1e-4).Done(), nil, nil)
+		step = trainer.TrainStep
+	} else {
+		step = inferenceSteps(backend, store, cfg)
+	}
+	res.FirstStepS, err = timeStep(step, cfg, opts, 0)
 	if err != nil {
 		return res, err
 	}
 	for i := range opts.Warmup {
-		if _, err := timeStep(trainer, cfg, opts, 1+i); err != nil {
+		if _, err := timeStep(step, cfg, opts, 1+i); err != nil {
 			return res, err
 		}
 	}
 	times := make([]float64, opts.Steps)
 	for i := range times {
-		if times[i], err = timeStep(trainer, cfg, opts, 1+opts.Warmup+i); err != nil {
+		if times[i], err = timeStep(step, cfg, opts, 1+opts.Warmup+i); err != nil {
 			return res, err
 		}
 	}
@@ -124,8 +130,41 @@ func Bench(backend compute.Backend, cfg models.Config, opts BenchOptions) (res B
 	return res, nil
 }
 
+// stepFunc runs one training or inference step on a batch and returns its metrics (the loss first) or outputs.
+type stepFunc func(gtrain.Batch) ([]*tensors.Tensor, error)
+
+// inferenceSteps returns the inference steps of cfg with the variables of store, as a deployed model runs them:
+// the first call initialises the variables, then builds and compiles the inference graph with their values as
+// constants (the Go and ONNX Runtime backends fold them into the graph); every call returns the logits.
+func inferenceSteps(backend compute.Backend, store *model.Store, cfg models.Config) stepFunc {
+	modelFn := func(scope *model.Scope, x *Node) *Node {
+		scope.Store().SetTraining(x.Graph(), false)
+		return cfg.Build(scope, x)
+	}
+	var exec *model.Exec
+	return func(batch gtrain.Batch) ([]*tensors.Tensor, error) {
+		if exec == nil {
+			// A first graph creates and initialises the variables (which have no values while it is built).
+			initExec, err := model.NewExec(backend, store, modelFn)
+			if err != nil {
+				return nil, err
+			}
+			x := batch.Inputs[0]
+			one := tensors.FromShape(shapes.Make(x.DType(), append([]int{1}, x.Shape().Dimensions[1:]...)...))
+			if _, err := initExec.Call(one); err != nil {
+				return nil, err
+			}
+			initExec.Finalize()
+			if exec, err = model.NewExec(backend, store, modelFn); err != nil {
+				return nil, err
+			}
+		}
+		return exec.Call(batch.Inputs[0])
+	}
+}
+
 // timeStep runs one step on a synthetic batch (deterministic in step) and returns its wall time.
-func timeStep(trainer *gtrain.Trainer, cfg models.Config, opts BenchOptions, step int) (seconds float64, err error) {
+func timeStep(run stepFunc, cfg models.Config, opts BenchOptions, step int) (seconds float64, err error) {
 	res := cfg.Resolution
 	x := tensors.FromShape(shapes.Make(dtypes.Float32, opts.Batch, res, res, cfg.InChannels))
 	tensors.MustMutableFlatData(x, func(flat []float32) {
@@ -140,13 +179,7 @@ func timeStep(trainer *gtrain.Trainer, cfg models.Config, opts BenchOptions, ste
 	batch := gtrain.Batch{Inputs: []*tensors.Tensor{x}, Labels: []*tensors.Tensor{tensors.FromValue(labels)}}
 	start := time.Now()
 	err = exceptions.TryCatch[error](func() {
-		var metrics []*tensors.Tensor
-		var err error
-		if opts.Train {
-			metrics, err = trainer.TrainStep(batch)
-		} else {
-			metrics, err = trainer.EvalStep(batch)
-		}
+		metrics, err := run(batch)
 		if err != nil {
 			panic(err)
 		}

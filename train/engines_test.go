@@ -34,7 +34,7 @@ func TestTrainingAgreesAcrossEngines(t *testing.T) {
 	if err != nil {
 		t.Skipf("ONNX Runtime is not installed (%v): %s", err, engine.InstallHint)
 	}
-	ort, err := engine.NewWithConfig(engine.ONNXConfig(lib))
+	ort, err := engine.NewWithConfig(engine.ONNXConfig(lib, engine.Training))
 	if err != nil {
 		t.Fatalf("ONNX Runtime at %s: %v", lib, err)
 	}

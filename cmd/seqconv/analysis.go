@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/seqconv/seqconv/analysis"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -93,7 +94,7 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 			return err
 		}
 	}
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Inference)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/seqconv/seqconv/data"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -46,7 +47,7 @@ func randomImages(name string, n int, seed uint64) *data.ImageSet {
 // ONNX Runtime where it is installed, else the Go backend).
 func testBackendName(t *testing.T) string {
 	t.Helper()
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Training)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func trainTinyRun(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Training)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,11 +17,11 @@ import (
 // backendEnvVar selects the compute backend explicitly (e.g. "go", "onnx:cpu,<library>", "xla:<plugin>").
 const backendEnvVar = engine.EnvVar
 
-// newBackend creates the engine (see engine.New): the one $GOMLX_BACKEND names, an error if it cannot be
-// created; otherwise ONNX Runtime when its library is installed, else the pure Go backend. A fallback of
-// the automatic choice is noted on stderr in one line.
-func newBackend(stderr io.Writer) (compute.Backend, error) {
-	c, err := engine.New()
+// newBackend creates the engine for workload w (see engine.NewFor): the one $GOMLX_BACKEND names, an error if
+// it cannot be created; otherwise ONNX Runtime when its library is installed, else the pure Go backend. A
+// fallback of the automatic choice is noted on stderr in one line.
+func newBackend(stderr io.Writer, w engine.Workload) (compute.Backend, error) {
+	c, err := engine.NewFor(w)
 	if err != nil {
 		return nil, err
 	}

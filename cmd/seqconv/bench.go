@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -77,7 +78,11 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	backend, err := newBackend(stderr)
+	workload := engine.Inference
+	if o.mode == "train" {
+		workload = engine.Training
+	}
+	backend, err := newBackend(stderr, workload)
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure

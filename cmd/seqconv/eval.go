@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -160,7 +161,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		classes = nil
 	}
 
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/seqconv/seqconv/analysis"
 	"github.com/seqconv/seqconv/data"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -346,7 +347,7 @@ var experimentAugmentation = "crop:" + strconv.Itoa(defaultMNISTCropPad)
 // execute trains both variants and writes the heat maps, report and summary.
 func (o *experimentOptions) execute(ctx context.Context, stdout, stderr io.Writer) error {
 	start := time.Now()
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Training)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/seqconv/seqconv/analysis"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -17,7 +18,7 @@ import (
 // SeqConv layer dense, as analysis.SeqConvLayers reads it off the weight shapes, and that the
 // equivalence has the expected boundary: g'*k must cover the widest sequence C_in + (n-1)*k.
 func TestDenseWindowGroups(t *testing.T) {
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Training)
 	if err != nil {
 		t.Fatal(err)
 	}

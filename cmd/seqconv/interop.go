@@ -105,7 +105,7 @@ func (o *importOptions) execute(stdout, stderr io.Writer) error {
 
 // importInto imports the weights into the prepared run directory --out.
 func (o *importOptions) importInto(stdout, stderr io.Writer, cfg models.Config) error {
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error
 	if format == formatONNX {
 		return o.exportONNX(stdout, out)
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}
@@ -373,7 +373,7 @@ func (o *inferOptions) execute(stdout, stderr io.Writer) error {
 		return fmt.Errorf("input %s: image %d holds %v at [N C H W] %v: want finite pixel values", o.input,
 			i/(input.Size()/n), v, interop.Position(input.Shape, i))
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -58,7 +59,7 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, usagef("--resolution must be >= 0 (0: the model's own), got %d", o.resolution))
 		return exitUsage
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/inference"
 )
 
@@ -85,7 +86,7 @@ func (o *predictOptions) execute(ctx context.Context, stdout, stderr io.Writer) 
 	if err := checkRunDirExists("--run", o.run); err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

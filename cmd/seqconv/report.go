@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/compute"
 
 	"github.com/seqconv/seqconv/analysis"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -74,7 +75,7 @@ func (o *reportOptions) execute(stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

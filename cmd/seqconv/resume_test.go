@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -57,7 +58,7 @@ func checkpointPosition(runDir string) (epoch, step int, ok bool) {
 // variables by path.
 func runVariables(t *testing.T, runDir string, best bool) map[string][]byte {
 	t.Helper()
-	backend, err := newBackend(io.Discard)
+	backend, err := newBackend(io.Discard, engine.Training)
 	if err != nil {
 		t.Fatal(err)
 	}

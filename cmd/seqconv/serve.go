@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/inference"
 	"github.com/seqconv/seqconv/serve"
 )
@@ -107,7 +108,7 @@ func (o *serveOptions) execute(ctx context.Context, stderr io.Writer) error {
 		return usagef("--addr %s: %v", o.addr, unwrapNetError(err))
 	}
 	defer ln.Close()
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		return err
 	}

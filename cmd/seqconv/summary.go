@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -96,7 +97,7 @@ func runSummary(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, err)
 		return exitCode(err)
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Inference)
 	if err != nil {
 		printError(stderr, err)
 		return exitFailure

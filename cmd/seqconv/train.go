@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/seqconv/seqconv/data"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -380,7 +381,7 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	if err := configureXLA(p.xlaCache, filepath.Join(cfg.RunDir, "xla-cache"), p.autotune); err != nil {
 		return err
 	}
-	backend, err := newBackend(stderr)
+	backend, err := newBackend(stderr, engine.Training)
 	if err != nil {
 		return err
 	}
