@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -292,6 +293,8 @@ def bench(args):
            "first_step_s": first, "median_step_s": med, "images_per_s": args.batch / med, "steps": args.steps}
     if dev.type == "cuda":
         out["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+    else:
+        out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     print(json.dumps(out))
     return 0
 
