@@ -24,7 +24,7 @@ import (
 const (
 	defaultData           = "mnist"
 	defaultModel          = "seqresnet-mnist"
-	defaultEpochs         = 4
+	defaultEpochs         = 3
 	defaultBatch          = 128
 	defaultEvalBatch      = 500
 	defaultLR             = 0.1
