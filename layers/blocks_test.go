@@ -13,7 +13,7 @@ import (
 
 // TestDownsampleVariants checks both downsampling variants against the same computation spelled out with the
 // layer's own variables: the paper's design feeds [X, E] to the shrinking conv, the released SeqResNeXt code
-// [E, E] (SPEC.md §3.7).
+// [E, E] (docs/ARCHITECTURE.md, Blocks).
 func TestDownsampleVariants(t *testing.T) {
 	backend := engine.MustNewForTest()
 	rng := rand.New(rand.NewPCG(7, 8))

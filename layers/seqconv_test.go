@@ -87,8 +87,8 @@ func concatImg(xs ...img) img {
 
 // TestSeqConvMatchesReference builds small SeqConv layers (plain and bottleneck filters; dense, the authors'
 // window and free windows g'; grouped 3x3; a shortcut) in inference mode with random weights and compares
-// them with a direct plain-Go transcription of SPEC.md §3.3: filter j reads the last W channels of
-// [x, E_0, ..., E_{j-1}] (everything when dense) and the shortcut slice j is added before BN.
+// them with a direct plain-Go transcription of docs/ARCHITECTURE.md, The SeqConv layer: filter j reads the
+// last W channels of [x, E_0, ..., E_{j-1}] (everything when dense) and the shortcut slice j is added before BN.
 func TestSeqConvMatchesReference(t *testing.T) {
 	backend := engine.MustNewForTest()
 	tests := []struct {

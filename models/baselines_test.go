@@ -18,20 +18,20 @@ import (
 	"github.com/seqconv/seqconv/layers"
 )
 
-// TestBaselineCounts checks the torchvision baselines against SPEC.md §1 at 224x224: exact parameter counts,
-// conv+FC MACs (the "conv+FC MACs (1e9)" column, to 3 decimals) and the paper's FLOPs (THOP 2019 / 2^30,
-// SPEC.md §2) both to the SPEC's 3 decimals (within float32-accumulation noise) and as the paper prints them.
+// TestBaselineCounts checks the torchvision baselines against docs/ARCHITECTURE.md, Counting (reference
+// totals) at 224x224: exact parameter counts, conv+FC MACs (in units of 1e9, to 3 decimals) and the paper's FLOPs
+// (THOP 2019 / 2^30) both to 3 decimals (within float32-accumulation noise) and as the paper prints them.
 func TestBaselineCounts(t *testing.T) {
 	backend := engine.MustNewForTest()
 	tests := []struct {
 		name      string
 		params    int64
 		macs1e9   string  // conv+FC MACs / 1e9, %.3f
-		thop      float64 // SPEC §2, thop-2019 ops / 2^30
+		thop      float64 // thop-2019 ops / 2^30 (docs/ARCHITECTURE.md, Counting)
 		paper     string  // the paper's table
 		convLayer int
 		numVars   int // torchvision's state_dict entries: convs + 5 per BN + fc weight and bias
-		// Exact integers (this implementation's, consistent with the SPEC's 1e9 column): conv and FC MACs.
+		// Exact integers (this implementation's, consistent with the 1e9 column above): conv and FC MACs.
 		convMACs, fcMACs int64
 	}{
 		{"resnet50", 25_557_032, "4.089", 3.858, "3.86", 53, 320, 4_087_136_256, 2_048_000},

@@ -21,7 +21,7 @@ import (
 )
 
 // golden is one entry of testdata/golden.json (a copy of ../shared/reference/golden.json): float64 outputs
-// of the authors' PyTorch code under the deterministic fill of SPEC.md §5.
+// of the authors' PyTorch code under the deterministic fill of docs/ARCHITECTURE.md, Golden values.
 type golden struct {
 	Title       string      `json:"title"`
 	Batch       int         `json:"batch"`
@@ -36,13 +36,14 @@ type golden struct {
 	FCBiasGrad  []float64   `json:"fc_bias_grad_first5"`
 }
 
-// hash is SPEC.md §5's h(a,b,c,d) = frac(sin(12.9898a + 78.233b + 37.719c + 4.581d + 0.5) * 43758.5453).
+// hash is the h(a,b,c,d) of docs/ARCHITECTURE.md, Golden values:
+// frac(sin(12.9898a + 78.233b + 37.719c + 4.581d + 0.5) * 43758.5453).
 func hash(a, b, c, d int) float64 {
 	x := math.Sin(12.9898*float64(a)+78.233*float64(b)+37.719*float64(c)+4.581*float64(d)+0.5) * 43758.5453
 	return x - math.Floor(x)
 }
 
-// goldenFill sets every variable of store to SPEC.md §5's deterministic value, computed in PyTorch layout.
+// goldenFill sets every variable of store to its Golden-values fill (docs/ARCHITECTURE.md), in PyTorch layout.
 func goldenFill(t *testing.T, store *model.Store) {
 	t.Helper()
 	for v := range store.IterVariables() {
@@ -173,9 +174,9 @@ func goldenVariants(backend compute.Backend) []goldenVariant {
 	return []goldenVariant{{"auto", dtypes.Float32, 1e-4, 1e-4, 2e-2}}
 }
 
-// TestGolden reproduces the float64 outputs of the authors' code (SPEC.md §5) for the CIFAR demo model and
-// the ImageNet SeqResNet ModelLite (B22) at 64x64: eval logits, train-mode logits, loss, global gradient L2
-// norm and the classifier-bias gradient, within the tolerances of goldenVariants.
+// TestGolden reproduces the float64 outputs of the authors' code (docs/ARCHITECTURE.md, Golden values) for the CIFAR
+// demo model and the ImageNet SeqResNet ModelLite (B22) at 64x64: eval logits, train-mode logits, loss, global
+// gradient L2 norm and the classifier-bias gradient, within the tolerances of goldenVariants.
 func TestGolden(t *testing.T) {
 	backend := engine.MustNewForTest()
 	cases := map[string]string{

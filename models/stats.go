@@ -102,7 +102,7 @@ func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, er
 	return stats, nil
 }
 
-// paperOps is the cost of one recorded op in the paper's convention (THOP 2019, SPEC §2).
+// paperOps is the cost of one recorded op in the paper's convention (THOP 2019, docs/ARCHITECTURE.md, Counting).
 func paperOps(r layers.OpRecord) float64 {
 	switch r.Kind {
 	case layers.OpConv:

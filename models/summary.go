@@ -26,7 +26,7 @@ type LayerSummary struct {
 	FCMACs   int64 `json:"fc_macs"`
 	// Convs is the number of convolutions of the component.
 	Convs int `json:"convs"`
-	// Description describes the component in the style of SPEC.md §4, e.g.
+	// Description describes the component in the style of docs/ARCHITECTURE.md, Counting, e.g.
 	// "conv 3x3 s2 3->32 groups=1 +BN+ReLU" or "SeqConv W k=32 filters=4 out=128 window 128 B(1x1->k, 3x3 k->k g=1)".
 	Description string `json:"description"`
 }
@@ -60,7 +60,7 @@ func (s Stats) Total() LayerSummary {
 
 // Summarize aggregates the op records of stats into one row per component, in the order in which the
 // components were built. Records are grouped by their scope path truncated to its first depth elements;
-// depth 0 groups at the component level of SPEC.md §4: one row per SeqConv layer ("Head2",
+// depth 0 groups at the component level (docs/ARCHITECTURE.md, Counting): one row per SeqConv layer ("Head2",
 // "Stage1/0/LayerA", "Downsample1/ExtensionLayer"), per conv unit ("Head0", "Downsample1/ShrinkingLayer",
 // "Blender") and per other op ("GlobalPool", "Classifier"); for the torchvision baselines one row per
 // residual block ("layer1/0"), dense layer or transition, and per stem op. The rows' params and MACs add
@@ -228,7 +228,7 @@ func parseConvDetail(detail string) (convDetail, bool) {
 	return d, err == nil
 }
 
-// describe describes the group of records named name in the style of SPEC.md §4.
+// describe describes the group of records named name in the style of docs/ARCHITECTURE.md, Counting.
 func describe(name string, records []layers.OpRecord) string {
 	counts := map[layers.OpKind]int{}
 	for _, r := range records {

@@ -8,7 +8,7 @@ import (
 	"github.com/seqconv/seqconv/engine"
 )
 
-// TestSummarizeB22 checks the SeqResNet-B22 rows against the per-component table of SPEC.md §4.
+// TestSummarizeB22 checks the SeqResNet-B22 rows against the per-component table of docs/ARCHITECTURE.md, Counting.
 func TestSummarizeB22(t *testing.T) {
 	backend := engine.MustNewForTest()
 	c, err := Get("seqresnet-b22")
@@ -79,7 +79,7 @@ func TestSummarizeB22(t *testing.T) {
 	}
 	total := stats.Total()
 	if total.Params != 11_859_656 || total.MACs() != 2_882_732_032 || total.OutString() != "1x1x1000" {
-		t.Errorf("total: params %d MACs %d out %s, want 11,859,656 and 2,882,732,032 (SPEC.md §4)",
+		t.Errorf("total: params %d MACs %d out %s, want 11,859,656 and 2,882,732,032 (docs/ARCHITECTURE.md, Counting)",
 			total.Params, total.MACs(), total.OutString())
 	}
 	assertRowsSum(t, "seqresnet-b22", rows, stats)

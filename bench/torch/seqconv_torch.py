@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""A PyTorch implementation of the SeqConv models, written from the project's reference spec (SPEC.md §3),
+"""A PyTorch implementation of the SeqConv models, written from docs/ARCHITECTURE.md (Layers, Models),
 used as the baseline of seqconv's benchmarks (it is not part of the Go build).
 
     python3 seqconv_torch.py golden  [--golden ../../models/testdata/golden.json]
     python3 seqconv_torch.py bench   --model seqresnet-cifar-demo --batch 64 --mode train [--device cuda] [--steps 10]
 
-`golden` checks this implementation against the float64 outputs of the authors' code (SPEC.md §5), so the
+`golden` checks it against the float64 outputs of the authors' code (docs/ARCHITECTURE.md, Golden values), so the
 benchmark compares like with like. `bench` prints one JSON line: median step time, images/s, first-step time.
 """
 import argparse
@@ -196,7 +196,7 @@ MODELS = {
 
 
 def golden_fill(model):
-    """SPEC.md §5's deterministic fill."""
+    """The deterministic fill of docs/ARCHITECTURE.md, Golden values."""
 
     def h(a, b, c, d):
         v = math.sin(12.9898 * a + 78.233 * b + 37.719 * c + 4.581 * d + 0.5) * 43758.5453

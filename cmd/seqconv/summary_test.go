@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestSummaryTable checks the B22 table against SPEC.md §4.
+// TestSummaryTable checks the B22 table against docs/ARCHITECTURE.md, Counting (per-component tables).
 func TestSummaryTable(t *testing.T) {
 	code, out, errOut := runCLI(t, "summary", "seqresnet-b22")
 	if code != 0 {
@@ -64,8 +64,8 @@ func TestSummaryJSON(t *testing.T) {
 		}
 		if args[1] == "seqresnet-cifar-demo" && (rep.Total.Params != 843_834 || rep.Total.MACs() != 204_360_992 ||
 			rep.Resolution != 32 || rep.Classes != 10) {
-			t.Errorf("%q: total %+v at %d, want 843,834 params and 204,360,992 MACs at 32 (SPEC.md §4)", args,
-				rep.Total, rep.Resolution)
+			t.Errorf("%q: total %+v at %d, want 843,834 params and 204,360,992 MACs at 32 (docs/ARCHITECTURE.md, Counting)",
+				args, rep.Total, rep.Resolution)
 		}
 		if args[2] == "--depth" && (rep.Resolution != 64 || rep.Classes != 100 || rep.Total.Params != 874_164 ||
 			rep.Rows[2].Name != "Stage1" || rep.Total.ConvMACs != 4*204_357_632) {
