@@ -5,10 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/seqconv/seqconv/internal/outfile"
+	"github.com/seqconv/seqconv/internal/text"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -113,12 +113,7 @@ func unwrapPathError(err error) error {
 }
 
 // epochsString formats "1 epoch", "2 epochs".
-func epochsString(n int) string {
-	if n == 1 {
-		return "1 epoch"
-	}
-	return strconv.Itoa(n) + " epochs"
-}
+func epochsString(n int) string { return text.Epochs(n) }
 
 // fileExists reports whether path names a regular file.
 func fileExists(path string) bool {
