@@ -19,7 +19,7 @@ import (
 
 func init() {
 	registerCommand(command{"experiment", "run a reproducible experiment: windowed-vs-dense",
-		runExperiment, func(w io.Writer) { printFlagsUsage(w, newExperimentFlags(nil)) }})
+		runExperiment, flagsUsage(newExperimentFlags)})
 }
 
 // Defaults of "seqconv experiment windowed-vs-dense": about 5 minutes on a 2-core CPU.

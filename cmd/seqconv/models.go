@@ -10,6 +10,11 @@ import (
 	"github.com/seqconv/seqconv/models"
 )
 
+func init() {
+	registerCommand(command{"models", "list the registered models: parameters, MACs and the paper's GFLOPs", runModels,
+		flagsUsage(newModelsFlags)})
+}
+
 // modelsOptions are the flags of "seqconv models".
 type modelsOptions struct {
 	json                bool

@@ -11,13 +11,14 @@ import (
 	"strings"
 
 	"github.com/seqconv/seqconv/engine"
+	"github.com/seqconv/seqconv/internal/text"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
 
 func init() {
 	registerCommand(command{"summary", "print a model's per-layer output shapes, parameters and MACs", runSummary,
-		func(w io.Writer) { printFlagsUsage(w, newSummaryFlags(nil)) }})
+		flagsUsage(newSummaryFlags)})
 }
 
 // summaryOptions are the flags of "seqconv summary".
@@ -55,7 +56,7 @@ func parseFlagsArgs(fs *flagSet, args []string, stdout, stderr io.Writer) (posit
 			return nil, exitOK, true
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), oneLine(err.Error()))
+			fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), text.OneLine(err.Error()))
 			printFlagsUsage(stderr, fs)
 			return nil, exitUsage, true
 		}
