@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/seqconv/seqconv/analysis"
-	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -87,15 +86,11 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 			return err
 		}
 	}
-	backend, err := newBackend(io.Discard, engine.Inference)
+	backend, _, store, err := openRun(io.Discard, o.run, o.best)
 	if err != nil {
 		return err
 	}
 	defer backend.Finalize()
-	_, store, err := train.LoadRun(backend, o.run, o.best)
-	if err != nil {
-		return err
-	}
 	var maps []*analysis.Heatmap
 	all := analysis.SeqConvLayers(store)
 	for _, layer := range all {

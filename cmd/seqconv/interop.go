@@ -227,15 +227,11 @@ func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error
 	if format == formatONNX {
 		return o.exportONNX(stdout, out)
 	}
-	backend, err := newBackend(stderr, engine.Inference)
+	backend, cfg, store, err := openRun(stderr, o.run, o.best)
 	if err != nil {
 		return err
 	}
 	defer backend.Finalize()
-	cfg, store, err := train.LoadRun(backend, o.run, o.best)
-	if err != nil {
-		return err
-	}
 	arrays, keys, err := interop.ExportStateWith(store, interop.OptionsFor(cfg))
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -159,9 +158,7 @@ func printPredictionsJSON(w io.Writer, info inference.Info, results []inference.
 			out.Predictions[i].Error = text.OneLine(r.Err.Error())
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return printJSON(w, out)
 }
 
 // errHelp is returned by parseInterspersed for -h and --help.

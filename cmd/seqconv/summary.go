@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -116,9 +115,7 @@ func runSummary(args []string, stdout, stderr io.Writer) int {
 	report := summaryReport{Model: cfg.Name, Family: cfg.Family, Classes: cfg.Classes, Resolution: stats.Resolution,
 		Depth: o.depth, Rows: models.Summarize(stats, o.depth), Total: stats.Total()}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+		if err := printJSON(stdout, report); err != nil {
 			printError(stderr, err)
 			return exitFailure
 		}
