@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/compute"
 	onnxbackend "github.com/gomlx/compute-onnx"
 	_ "github.com/gomlx/compute/gobackend" // The pure Go backend, always available.
+	"github.com/seqconv/seqconv/internal/text"
 
 	// XLA/PJRT: selected with GOMLX_BACKEND=xla:<plugin>, e.g. a CUDA PJRT plugin given by its absolute path.
 	_ "github.com/gomlx/go-xla/compute/xla"
@@ -45,7 +46,7 @@ func (c Choice) String() string {
 	if c.Explicit {
 		how = "from $" + EnvVar
 	}
-	s := fmt.Sprintf("%s (%s), %s", c.Backend.Name(), oneLine(c.Backend.Description()), how)
+	s := fmt.Sprintf("%s (%s), %s", c.Backend.Name(), text.OneLine(c.Backend.Description()), how)
 	if c.Note != "" {
 		s += "; " + c.Note
 	}
@@ -77,9 +78,9 @@ func NewFor(w Workload) (Choice, error) {
 			return Choice{Backend: b, Config: config}, nil
 		}
 		note = fmt.Sprintf("ONNX Runtime at %s could not be used (%s); using the pure Go backend. %s",
-			lib, oneLine(err.Error()), InstallHint)
+			lib, text.OneLine(err.Error()), InstallHint)
 	} else if !errors.Is(err, ErrNoONNXRuntime) {
-		note = oneLine(err.Error()) + "; using the pure Go backend. " + InstallHint
+		note = text.OneLine(err.Error()) + "; using the pure Go backend. " + InstallHint
 	}
 	b, err := NewWithConfig(Go)
 	if err != nil {
@@ -114,7 +115,7 @@ func NewWithConfig(config string) (b compute.Backend, err error) {
 			b, err = nil, fmt.Errorf("%v", r)
 		}
 		if err != nil {
-			err = fmt.Errorf("creating the %q backend (%s=%q): %s", name, EnvVar, config, oneLine(err.Error()))
+			err = fmt.Errorf("creating the %q backend (%s=%q): %s", name, EnvVar, config, text.OneLine(err.Error()))
 		}
 	}()
 	raw, err := compute.NewWithConfig(config)
@@ -157,9 +158,6 @@ func finalizeQuietly(b compute.Backend) {
 	defer func() { _ = recover() }()
 	b.Finalize()
 }
-
-// oneLine joins the lines of s.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // MustNewForTest returns the backend that tests run on: the one $GOMLX_BACKEND names (ONNX Runtime with the
 // Training workload's ONNXOptions for the keys it does not set), or the pure Go backend when it is unset (so

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gomlx/compute"
+	"github.com/seqconv/seqconv/internal/text"
 )
 
 // ONNXRuntimeVersion is the ONNX Runtime release that scripts/install-onnxruntime.sh installs and that
@@ -180,7 +181,7 @@ func NewONNXRuntime() (compute.Backend, error) {
 	if name, _, _ := strings.Cut(config, ":"); name != "onnx" && name != "onnxruntime" {
 		lib, err := FindONNXRuntime()
 		if err != nil {
-			return nil, fmt.Errorf("ONNX Runtime is needed: %s. %s", oneLine(err.Error()), InstallHint)
+			return nil, fmt.Errorf("ONNX Runtime is needed: %s. %s", text.OneLine(err.Error()), InstallHint)
 		}
 		config = ONNXConfig(lib, Inference)
 	}

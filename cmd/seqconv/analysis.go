@@ -10,15 +10,14 @@ import (
 	"strings"
 
 	"github.com/seqconv/seqconv/analysis"
-	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/train"
 )
 
 func init() {
-	registerCommand(command{"heatmap", "draw the weight visualization (group utilization) of a run's SeqConv layers",
-		runHeatmap, func(w io.Writer) { printFlagsUsage(w, newHeatmapFlags(nil)) }})
-	registerCommand(command{"plot", "plot the training curves (error, loss, LR drops) of one or more runs",
-		runPlot, func(w io.Writer) { printFlagsUsage(w, newPlotFlags(nil)) }})
+	registerCommand(parsedCommand("heatmap", "draw the weight visualization (group utilization) of a run's SeqConv layers",
+		newHeatmapFlags, func(o *heatmapOptions, stdout, _ io.Writer) error { return o.execute(stdout) }))
+	registerCommand(parsedCommand("plot", "plot the training curves (error, loss, LR drops) of one or more runs",
+		newPlotFlags, func(o *plotOptions, stdout, _ io.Writer) error { return o.execute(stdout) }))
 }
 
 // Default output files, in the (first) run directory.
@@ -51,13 +50,6 @@ mean of its normalized values. A table of the layers is printed.`)
 	fs.StringVar(&o.csv, "csv", "", "also write the matrices to this CSV file (layer, aggregation, k, filter, source_group, l1, normalized)")
 	fs.BoolVar(&o.best, "best", false, "use the checkpoint of the best epoch (<run>/"+train.BestDir+") instead of the latest (<run>/"+train.LatestDir+")")
 	return fs
-}
-
-// runHeatmap implements "seqconv heatmap".
-func runHeatmap(args []string, stdout, stderr io.Writer) int {
-	var o heatmapOptions
-	fs := newHeatmapFlags(&o)
-	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout) })
 }
 
 // figureOutput applies the output-file rule to the figure --out and returns the file to write and its
@@ -94,15 +86,11 @@ func (o *heatmapOptions) execute(stdout io.Writer) error {
 			return err
 		}
 	}
-	backend, err := newBackend(io.Discard, engine.Inference)
+	backend, _, store, err := openRun(io.Discard, o.run, o.best)
 	if err != nil {
 		return err
 	}
 	defer backend.Finalize()
-	_, store, err := train.LoadRun(backend, o.run, o.best)
-	if err != nil {
-		return err
-	}
 	var maps []*analysis.Heatmap
 	all := analysis.SeqConvLayers(store)
 	for _, layer := range all {
@@ -185,13 +173,6 @@ the model name of its config.json.`)
 	fs.Var(&o.runs, "run", "run directory (repeat for several runs on one chart; at least one)")
 	fs.StringVar(&o.out, "out", "", "output figure, .png or .svg (default <run>/"+defaultCurvesFile+" for a single run; required for several)")
 	return fs
-}
-
-// runPlot implements "seqconv plot".
-func runPlot(args []string, stdout, stderr io.Writer) int {
-	var o plotOptions
-	fs := newPlotFlags(&o)
-	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout) })
 }
 
 func (o *plotOptions) execute(stdout io.Writer) error {

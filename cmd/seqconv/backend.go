@@ -12,6 +12,7 @@ import (
 
 	"github.com/gomlx/compute"
 	"github.com/seqconv/seqconv/engine"
+	"github.com/seqconv/seqconv/internal/text"
 )
 
 // backendEnvVar selects the compute backend explicitly (e.g. "go", "onnx:cpu,<library>", "xla:<plugin>").
@@ -33,7 +34,7 @@ func newBackend(stderr io.Writer, w engine.Workload) (compute.Backend, error) {
 
 // describeBackend is a one-line description of b.
 func describeBackend(b compute.Backend) string {
-	return fmt.Sprintf("%s (%s)", b.Name(), oneLine(b.Description()))
+	return fmt.Sprintf("%s (%s)", b.Name(), text.OneLine(b.Description()))
 }
 
 // xlaFlagsEnvVar is read by XLA (and the CUDA PJRT plugin) when the plugin is loaded.

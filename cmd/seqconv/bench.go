@@ -22,7 +22,7 @@ type benchOptions struct {
 
 func init() {
 	registerCommand(command{"bench", "time training or inference steps of a model: median step, images/s, compile time, memory",
-		runBench, func(w io.Writer) { printFlagsUsage(w, newBenchFlags(nil)) }})
+		runBench, flagsUsage(newBenchFlags)})
 }
 
 func newBenchFlags(o *benchOptions) *flagSet {

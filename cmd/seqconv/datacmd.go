@@ -18,7 +18,7 @@ type dataOptions struct {
 
 func init() {
 	registerCommand(command{"data", "download a dataset archive: data fetch cifar10|cifar100 --to DIR",
-		runData, func(w io.Writer) { printFlagsUsage(w, newDataFlags(nil)) }})
+		runData, flagsUsage(newDataFlags)})
 }
 
 func newDataFlags(o *dataOptions) *flagSet {

@@ -19,7 +19,7 @@ import (
 
 func init() {
 	registerCommand(command{"eval", "evaluate a run's checkpoint: loss, top-1 and top-5 error", runEval,
-		func(w io.Writer) { printFlagsUsage(w, newEvalFlags(nil)) }})
+		flagsUsage(newEvalFlags)})
 }
 
 // evalOptions are the flags of "seqconv eval".

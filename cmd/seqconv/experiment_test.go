@@ -2,113 +2,13 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/seqconv/seqconv/analysis"
-	"github.com/seqconv/seqconv/engine"
-	"github.com/seqconv/seqconv/models"
-	"github.com/seqconv/seqconv/train"
+	"github.com/seqconv/seqconv/experiment"
 )
-
-// TestDenseWindowGroups checks that the window denseWindowGroups picks makes every multi-filter
-// SeqConv layer dense, as analysis.SeqConvLayers reads it off the weight shapes, and that the
-// equivalence has the expected boundary: g'*k must cover the widest sequence C_in + (n-1)*k.
-func TestDenseWindowGroups(t *testing.T) {
-	backend, err := newBackend(io.Discard, engine.Training)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer backend.Finalize()
-	mnist, err := models.Get("seqresnet-mnist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mnistK8 := mnist
-	mnistK8.Granularity = models.IntList{8}
-	demo, err := models.Get("seqresnet-cifar-demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name        string
-		cfg         models.Config
-		window      int // want denseWindowGroups
-		minimal     int // the smallest dense window: the widest sequence in groups
-		differ      int // layers whose aggregation differs
-		maxFilters  int
-		totalLayers int
-	}{
-		// Widths 16/32/64. k=16: Stage2 (2 filters), Downsample2 extension (2), Stage3 (4) differ; the
-		// widest sequence is Stage3's 64 + 3*16 = 112 channels = 7 groups.
-		{"seqresnet-mnist", mnist, 8, 7, 5, 4, 9},
-		// k=8: every layer but the dense Head differs; the widest sequence is 64 + 7*8 = 120 = 15 groups.
-		{"seqresnet-mnist k=8", mnistK8, 16, 15, 8, 8, 9},
-		// The authors' CIFAR demo: widths 112/224/336, k=16; Stage3's 21 filters read up to 336 + 20*16 = 656
-		// channels = 41 groups.
-		{"seqresnet-cifar-demo", demo, 42, 41, 8, 21, 9},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			g := denseWindowGroups(tc.cfg)
-			if g != tc.window {
-				t.Errorf("denseWindowGroups = %d, want %d", g, tc.window)
-			}
-			windowed, dense := tc.cfg, tc.cfg
-			dense.Window = g
-			differ, err := checkVariants(backend, windowed, dense)
-			if err != nil {
-				t.Fatal(err)
-			}
-			layers, err := variantLayers(backend, dense)
-			if err != nil {
-				t.Fatal(err)
-			}
-			maxFilters := 0
-			for _, l := range layers {
-				maxFilters = max(maxFilters, l.Filters)
-				if l.Filters > 1 && !l.Dense {
-					t.Errorf("dense variant: layer %s is not dense: %s", l.Name, l)
-				}
-			}
-			wl, err := variantLayers(backend, windowed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, l := range wl {
-				if l.Name != "Head" && l.Dense {
-					t.Errorf("windowed variant: layer %s is dense", l.Name)
-				}
-			}
-			if differ != tc.differ || maxFilters != tc.maxFilters || len(layers) != tc.totalLayers {
-				t.Errorf("%d layers differ, at most %d filters, %d layers; want %d, %d, %d", differ, maxFilters,
-					len(layers), tc.differ, tc.maxFilters, tc.totalLayers)
-			}
-			// The smallest dense window is still dense; one group less cuts the widest sequence.
-			dense.Window = tc.minimal
-			if _, err := checkVariants(backend, windowed, dense); err != nil {
-				t.Errorf("window %d (the widest sequence): %v", tc.minimal, err)
-			}
-			dense.Window = tc.minimal - 1
-			if _, err := checkVariants(backend, windowed, dense); err == nil || !strings.Contains(err.Error(), "not dense") {
-				t.Errorf("window %d (one group short of the widest sequence): err %v", tc.minimal-1, err)
-			}
-		})
-	}
-	// A model whose windowed layers all have one filter (widths 8/16/24, k=8, no block after Stage1) has
-	// nothing to compare.
-	single, err := models.Get(tinyModelConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dense := single
-	dense.Window = denseWindowGroups(single)
-	if _, err := checkVariants(backend, single, dense); err == nil || !strings.Contains(err.Error(), "smaller --granularity") {
-		t.Errorf("a model without multi-filter windowed layers: err %v", err)
-	}
-}
 
 // TestExperimentCommand runs a tiny windowed-vs-dense experiment end to end on the embedded MNIST.
 func TestExperimentCommand(t *testing.T) {
@@ -146,7 +46,7 @@ func TestExperimentCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s experimentSummary
+	var s experiment.Summary
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -244,31 +144,5 @@ func TestExperimentBadInputs(t *testing.T) {
 	code, stdout, _ = runCLI(t, "experiment", "windowed-vs-dense", "-h")
 	if code != 0 || !strings.Contains(stdout, "-granularity") {
 		t.Errorf("help: exit %d:\n%s", code, stdout)
-	}
-}
-
-// TestConclusion checks the three verdicts: training widened the windowed-minus-dense gap (agrees),
-// the gap was there at initialization already (neither), dense is higher (does not agree).
-func TestConclusion(t *testing.T) {
-	comparison := func(w, d float64) analysis.UtilizationComparison {
-		return analysis.UtilizationComparison{
-			Variants:      []string{"windowed", "dense"},
-			Layers:        []analysis.ComparedLayer{{Name: "L", Differs: true, Utilization: []float64{w, d}}},
-			MeanDiffering: []float64{w, d}, MeanAll: []float64{w, d}, Differing: 1,
-		}
-	}
-	w, d := &train.Result{FinalValidError: 2}, &train.Result{FinalValidError: 3.5}
-	for _, tc := range []struct {
-		trained, initial [2]float64
-		want             string
-	}{
-		{[2]float64{0.80, 0.70}, [2]float64{0.85, 0.84}, "this run agrees"},
-		{[2]float64{0.883, 0.878}, [2]float64{0.885, 0.881}, "neither supports nor contradicts"},
-		{[2]float64{0.70, 0.75}, [2]float64{0.85, 0.84}, "does not agree"},
-	} {
-		got := conclusion(comparison(tc.trained[0], tc.trained[1]), comparison(tc.initial[0], tc.initial[1]), w, d)
-		if !strings.Contains(got, tc.want) || !strings.Contains(got, "windowed 98.00%, dense 96.50%") {
-			t.Errorf("%v after training, %v at initialization: %q, want %q", tc.trained, tc.initial, got, tc.want)
-		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/seqconv/seqconv/analysis"
+	"github.com/seqconv/seqconv/internal/text"
 )
 
 // flagSet is a subcommand's flag.FlagSet with its usage text.
@@ -64,7 +65,7 @@ var singleDashFlag = regexp.MustCompile(`(^|[\s:])-([A-Za-z])`)
 
 // flagError rewrites a message of the flag package with flags named as "--flag", as in the help.
 func flagError(err error) string {
-	return singleDashFlag.ReplaceAllString(oneLine(err.Error()), "$1--$2")
+	return singleDashFlag.ReplaceAllString(text.OneLine(err.Error()), "$1--$2")
 }
 
 // parseFlags parses args. It returns done=true with the exit code when the command must stop:

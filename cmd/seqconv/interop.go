@@ -23,12 +23,12 @@ import (
 // state_dicts as .npz archives with the authors' key names, images and logits as .npy arrays.
 
 func init() {
-	registerCommand(command{"import", "import the authors' PyTorch weights (.npz state_dict) into a run directory",
-		runImport, func(w io.Writer) { printFlagsUsage(w, newImportFlags(nil)) }})
+	registerCommand(parsedCommand("import", "import the authors' PyTorch weights (.npz state_dict) into a run directory",
+		newImportFlags, (*importOptions).execute))
 	registerCommand(command{"export", "export a run directory as a PyTorch state_dict .npz or an ONNX model",
-		runExport, func(w io.Writer) { printFlagsUsage(w, newExportFlags(nil)) }})
-	registerCommand(command{"infer", "compute eval-mode logits of a run's model for NCHW images in a .npy file",
-		runInfer, func(w io.Writer) { printFlagsUsage(w, newInferFlags(nil)) }})
+		runExport, flagsUsage(newExportFlags)})
+	registerCommand(parsedCommand("infer", "compute eval-mode logits of a run's model for NCHW images in a .npy file",
+		newInferFlags, (*inferOptions).execute))
 }
 
 // maxStateProblems is how many state_dict problems an error message lists before counting the rest.
@@ -61,13 +61,6 @@ variable of the model, with its PyTorch shape, and every variable must be given.
 	fs.BoolVar(&o.allowNonFinite, "allow-non-finite", false, "import weights holding NaN or infinite values "+
 		"(refused by default: such a model computes nothing useful)")
 	return fs
-}
-
-// runImport implements "seqconv import".
-func runImport(args []string, stdout, stderr io.Writer) int {
-	var o importOptions
-	fs := newImportFlags(&o)
-	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 // execute runs "seqconv import": it checks the flags (usageErrors), imports the weights and writes the run
@@ -234,15 +227,11 @@ func (o *exportOptions) execute(stdout, stderr io.Writer, onnxOnly string) error
 	if format == formatONNX {
 		return o.exportONNX(stdout, out)
 	}
-	backend, err := newBackend(stderr, engine.Inference)
+	backend, cfg, store, err := openRun(stderr, o.run, o.best)
 	if err != nil {
 		return err
 	}
 	defer backend.Finalize()
-	cfg, store, err := train.LoadRun(backend, o.run, o.best)
-	if err != nil {
-		return err
-	}
 	arrays, keys, err := interop.ExportStateWith(store, interop.OptionsFor(cfg))
 	if err != nil {
 		return err
@@ -331,13 +320,6 @@ float32 .npy array [N, classes].`)
 	fs.BoolVar(&o.best, "best", false, "use the best checkpoint (best/) instead of the latest (checkpoint/)")
 	fs.IntVar(&o.batch, "batch", defaultInferBatch, "images per forward pass (>= 1)")
 	return fs
-}
-
-// runInfer implements "seqconv infer".
-func runInfer(args []string, stdout, stderr io.Writer) int {
-	var o inferOptions
-	fs := newInferFlags(&o)
-	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 func (o *inferOptions) execute(stdout, stderr io.Writer) error {

@@ -20,6 +20,8 @@
 //	seqconv report [flags]     write a self-contained HTML report of one or more runs
 //	seqconv experiment windowed-vs-dense [flags]
 //	                           train windowed and dense SeqResNets on MNIST and compare them
+//	seqconv data fetch cifar10|cifar100 [--to DIR]
+//	                           download a dataset's official archive (CIFAR-10, CIFAR-100)
 //	seqconv version            print the versions of seqconv, Go and GoMLX
 //	seqconv help [command]     print help
 //
@@ -34,6 +36,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/seqconv/seqconv/internal/text"
 )
 
 func main() {
@@ -55,24 +59,35 @@ type command struct {
 	usage         func(w io.Writer)
 }
 
-// registered holds the subcommands defined in other files of this package, added by registerCommand from
-// their init functions, so that each subcommand lives in its own file.
+// registered holds the subcommands, added by registerCommand from the init functions of the files that
+// define them, so that each subcommand lives in its own file.
 var registered []command
 
 // registerCommand adds a subcommand; call it from an init function.
 func registerCommand(c command) { registered = append(registered, c) }
 
-func commands() []command {
-	cmds := []command{
-		{"train", "train a model and write a run directory", runTrain, func(w io.Writer) { printFlagsUsage(w, newTrainFlags(nil)) }},
-		{"models", "list the registered models: parameters, MACs and the paper's GFLOPs", runModels, func(w io.Writer) { printFlagsUsage(w, newModelsFlags(nil)) }},
-	}
-	cmds = append(cmds, registered...)
-	return append(cmds,
-		command{"version", "print the versions of seqconv, Go and GoMLX", runVersion, func(w io.Writer) { printVersionUsage(w) }},
-		command{"help", "print this help, or the help of a command", runHelp, func(w io.Writer) { printUsage(w) }},
-	)
+// flagsUsage returns the usage function of a command whose flags newFlags defines.
+func flagsUsage[T any](newFlags func(*T) *flagSet) func(io.Writer) {
+	return func(w io.Writer) { printFlagsUsage(w, newFlags(nil)) }
 }
+
+// parsedCommand returns the command name whose flags newFlags binds to a fresh options value o, and whose run
+// parses them and reports the error of exec(o, stdout, stderr) (see runParsed).
+func parsedCommand[T any](name, summary string, newFlags func(*T) *flagSet,
+	exec func(o *T, stdout, stderr io.Writer) error) command {
+	run := func(args []string, stdout, stderr io.Writer) int {
+		var o T
+		return runParsed(newFlags(&o), args, stdout, stderr, func() error { return exec(&o, stdout, stderr) })
+	}
+	return command{name, summary, run, flagsUsage(newFlags)}
+}
+
+func init() {
+	registerCommand(command{"help", "print this help, or the help of a command", runHelp, printUsage})
+}
+
+// commands returns the subcommands.
+func commands() []command { return registered }
 
 // run executes the command line args (without the program name) and returns the exit code.
 // Panics (GoMLX reports errors by panicking) are reported as one-line errors.
@@ -207,12 +222,6 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-// oneLine flattens a (possibly multi-line) message to one line.
-func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
-}
-
 // printError prints err on one line, prefixed by "seqconv: ". An errors.Join of several errors is printed
 // one error a line, the ones after the first indented.
 func printError(w io.Writer, err error) {
@@ -222,11 +231,11 @@ func printError(w io.Writer, err error) {
 			if i > 0 {
 				prefix = "  "
 			}
-			fmt.Fprintf(w, "%s%s\n", prefix, oneLine(e.Error()))
+			fmt.Fprintf(w, "%s%s\n", prefix, text.OneLine(e.Error()))
 		}
 		return
 	}
-	fmt.Fprintf(w, "seqconv: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(w, "seqconv: %s\n", text.OneLine(err.Error()))
 }
 
 // joined returns the errors err joins if it is an errors.Join (whose message is theirs, one a line), else

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/seqconv/seqconv/internal/text"
 )
 
 // runCLI runs the command line in-process.
@@ -255,7 +257,7 @@ func TestHelp(t *testing.T) {
 		if regexp.MustCompile(`(^|\s)-[a-z]`).MatchString(out) {
 			t.Errorf("%q: a flag is written with one dash:\n%s", args, out)
 		}
-		if !strings.Contains(oneLine(out), "only "+resumeFlagList()+" may be given with it") {
+		if !strings.Contains(text.OneLine(out), "only "+resumeFlagList()+" may be given with it") {
 			t.Errorf("%q: the help does not list the flags allowed with --resume as %s", args, resumeFlagList())
 		}
 		for _, f := range resumeFlags[1:] {
@@ -298,9 +300,6 @@ func TestHelpers(t *testing.T) {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
 	}
-	if got := oneLine("a\n  b\tc\n"); got != "a b c" {
-		t.Errorf("oneLine: %q", got)
-	}
 	for _, c := range []struct{ spec, kind, want string }{
 		{"default", kindMNIST, "crop:2"}, {"none", kindMNIST, "none"}, {"crop:4+flip", kindMNIST, "crop:4+flip"},
 		{"flip", kindMNIST, "flip"}, {"crop", kindMNIST, "crop:2"}, {"crop", kindCIFAR10, "crop:4"},
@@ -333,3 +332,20 @@ func TestRecoverPanics(t *testing.T) {
 type panicWriter struct{}
 
 func (panicWriter) Write([]byte) (int, error) { panic("boom\nsecond line") }
+
+// TestPackageDocListsCommands checks that the usage in the package doc names every command.
+func TestPackageDocListsCommands(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, ok := strings.Cut(string(src), "\npackage main")
+	if !ok {
+		t.Fatal("main.go: no package clause")
+	}
+	for _, c := range commands() {
+		if !strings.Contains(doc, "//\tseqconv "+c.name+" ") {
+			t.Errorf("the package doc's usage lacks %q", c.name)
+		}
+	}
+}

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/gomlx/compute"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/internal/outfile"
+	"github.com/seqconv/seqconv/internal/text"
+	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -113,15 +119,32 @@ func unwrapPathError(err error) error {
 }
 
 // epochsString formats "1 epoch", "2 epochs".
-func epochsString(n int) string {
-	if n == 1 {
-		return "1 epoch"
-	}
-	return strconv.Itoa(n) + " epochs"
-}
+func epochsString(n int) string { return text.Epochs(n) }
 
 // fileExists reports whether path names a regular file.
 func fileExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
+}
+
+// printJSON writes v to w as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// openRun creates the backend for inference (a fallback noted on stderr) and loads the model and variables
+// of run directory dir (its best checkpoint when best). The caller finalizes the backend.
+func openRun(stderr io.Writer, dir string, best bool) (compute.Backend, models.Config, *model.Store, error) {
+	backend, err := newBackend(stderr, engine.Inference)
+	if err != nil {
+		return nil, models.Config{}, nil, err
+	}
+	cfg, store, err := train.LoadRun(backend, dir, best)
+	if err != nil {
+		backend.Finalize()
+		return nil, models.Config{}, nil, err
+	}
+	return backend, cfg, store, nil
 }

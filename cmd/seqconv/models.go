@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +8,11 @@ import (
 	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/models"
 )
+
+func init() {
+	registerCommand(command{"models", "list the registered models: parameters, MACs and the paper's GFLOPs", runModels,
+		flagsUsage(newModelsFlags)})
+}
 
 // modelsOptions are the flags of "seqconv models".
 type modelsOptions struct {
@@ -84,9 +88,7 @@ func runModels(args []string, stdout, stderr io.Writer) int {
 			MACs: stats.MACs(), ConvMACs: stats.ConvMACs, FCMACs: stats.FCMACs, PaperGFLOPs: stats.PaperGFLOPs, PaperFLOPs: stats.PaperFLOPs(), Resolution: stats.Resolution})
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(infos); err != nil {
+		if err := printJSON(stdout, infos); err != nil {
 			printError(stderr, err)
 			return exitFailure
 		}

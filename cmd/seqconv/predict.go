@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,11 +10,12 @@ import (
 
 	"github.com/seqconv/seqconv/engine"
 	"github.com/seqconv/seqconv/inference"
+	"github.com/seqconv/seqconv/internal/text"
 )
 
 func init() {
 	registerCommand(command{"predict", "print the most probable classes of image files (JPEG, PNG, GIF, WebP)",
-		runPredict, func(w io.Writer) { printFlagsUsage(w, newPredictFlags(nil)) }})
+		runPredict, flagsUsage(newPredictFlags)})
 }
 
 // predictOptions are the flags of "seqconv predict".
@@ -55,7 +55,7 @@ func runPredict(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "seqconv predict: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "seqconv predict: %s\n", text.OneLine(err.Error()))
 		printFlagsUsage(stderr, fs)
 		return exitUsage
 	}
@@ -155,12 +155,10 @@ func printPredictionsJSON(w io.Writer, info inference.Info, results []inference.
 	for i, r := range results {
 		out.Predictions[i] = filePrediction{File: r.Path, Top: r.Prediction.Top}
 		if r.Err != nil {
-			out.Predictions[i].Error = oneLine(r.Err.Error())
+			out.Predictions[i].Error = text.OneLine(r.Err.Error())
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return printJSON(w, out)
 }
 
 // errHelp is returned by parseInterspersed for -h and --help.

@@ -15,8 +15,8 @@ import (
 )
 
 func init() {
-	registerCommand(command{"report", "write a self-contained HTML report of one or more runs (summary, curves, heat maps)",
-		runReport, func(w io.Writer) { printFlagsUsage(w, newReportFlags(nil)) }})
+	registerCommand(parsedCommand("report", "write a self-contained HTML report of one or more runs (summary, curves, heat maps)",
+		newReportFlags, (*reportOptions).execute))
 }
 
 // defaultReportFile is the report's file name in the run directory when --out is not given.
@@ -46,13 +46,6 @@ embedded SVG images and the style sheet is inline: the file opens without networ
 	fs.StringVar(&o.title, "title", "", "page title (default \"SeqConv run report\")")
 	fs.BoolVar(&o.best, "best", false, "heat maps of the best epoch's checkpoint (<run>/"+train.BestDir+") instead of the latest (<run>/"+train.LatestDir+")")
 	return fs
-}
-
-// runReport implements "seqconv report".
-func runReport(args []string, stdout, stderr io.Writer) int {
-	var o reportOptions
-	fs := newReportFlags(&o)
-	return runParsed(fs, args, stdout, stderr, func() error { return o.execute(stdout, stderr) })
 }
 
 func (o *reportOptions) execute(stdout, stderr io.Writer) error {

@@ -14,7 +14,7 @@ import (
 
 func init() {
 	registerCommand(command{"serve", "serve a run's model over HTTP (JSON API, metrics, a web page)",
-		runServe, func(w io.Writer) { printFlagsUsage(w, newServeFlags(nil)) }})
+		runServe, flagsUsage(newServeFlags)})
 }
 
 // serveOptions are the flags of "seqconv serve".

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,13 +10,14 @@ import (
 	"strings"
 
 	"github.com/seqconv/seqconv/engine"
+	"github.com/seqconv/seqconv/internal/text"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
 
 func init() {
 	registerCommand(command{"summary", "print a model's per-layer output shapes, parameters and MACs", runSummary,
-		func(w io.Writer) { printFlagsUsage(w, newSummaryFlags(nil)) }})
+		flagsUsage(newSummaryFlags)})
 }
 
 // summaryOptions are the flags of "seqconv summary".
@@ -55,7 +55,7 @@ func parseFlagsArgs(fs *flagSet, args []string, stdout, stderr io.Writer) (posit
 			return nil, exitOK, true
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), oneLine(err.Error()))
+			fmt.Fprintf(stderr, "seqconv %s: %s\n", fs.Name(), text.OneLine(err.Error()))
 			printFlagsUsage(stderr, fs)
 			return nil, exitUsage, true
 		}
@@ -115,9 +115,7 @@ func runSummary(args []string, stdout, stderr io.Writer) int {
 	report := summaryReport{Model: cfg.Name, Family: cfg.Family, Classes: cfg.Classes, Resolution: stats.Resolution,
 		Depth: o.depth, Rows: models.Summarize(stats, o.depth), Total: stats.Total()}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
+		if err := printJSON(stdout, report); err != nil {
 			printError(stderr, err)
 			return exitFailure
 		}

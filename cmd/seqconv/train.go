@@ -20,6 +20,10 @@ import (
 	"github.com/seqconv/seqconv/train"
 )
 
+func init() {
+	registerCommand(command{"train", "train a model and write a run directory", runTrain, flagsUsage(newTrainFlags)})
+}
+
 // Training defaults (for the embedded MNIST), in one place so that they are easy to tune.
 const (
 	defaultData           = "mnist"

@@ -7,6 +7,10 @@ import (
 	"runtime/debug"
 )
 
+func init() {
+	registerCommand(command{"version", "print the versions of seqconv, Go and GoMLX", runVersion, printVersionUsage})
+}
+
 // Module paths whose versions "seqconv version" reports.
 const (
 	seqconvModule = "github.com/seqconv/seqconv"
