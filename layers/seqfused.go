@@ -62,39 +62,6 @@ func seqConvImplFromScope(scope *model.Scope) SeqConvImpl {
 	return scopeEnum(scope, ParamSeqConvImpl, SeqConvFused, ParseSeqConvImpl)
 }
 
-// seqPlan is the channel bookkeeping of a SeqConv layer: the sequence is x (cin channels) followed by the
-// filters' k-wide outputs, and filter j reads the sequence channels [lo, hi) of view(j).
-type seqPlan struct {
-	cin, k, n int
-	window    int // in channels; <= 0: dense
-}
-
-// view returns the sequence channels [lo, hi) filter j reads.
-func (p seqPlan) view(j int) (lo, hi int) {
-	hi = p.cin + j*p.k
-	if p.window > 0 && hi > p.window {
-		lo = hi - p.window
-	}
-	return lo, hi
-}
-
-// piece returns the sequence channels [start, start+width) of piece i: 0 is x, i > 0 is filter i-1's output.
-func (p seqPlan) piece(i int) (start, width int) {
-	if i == 0 {
-		return 0, p.cin
-	}
-	return p.cin + (i-1)*p.k, p.k
-}
-
-// firstPiece returns the first piece filter j's view touches (it touches all pieces from there to j).
-func (p seqPlan) firstPiece(j int) int {
-	lo, _ := p.view(j)
-	if lo < p.cin {
-		return 0
-	}
-	return 1 + (lo-p.cin)/p.k
-}
-
 // seqFilter is one filter's first convolution as the fused implementation builds it.
 type seqFilter struct {
 	conv   *ConvUnitBuilder // the conv unit whose conv reads the view

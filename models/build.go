@@ -51,6 +51,32 @@ func (c Config) seqCfg(stage int) layers.SeqConvConfig {
 	}
 }
 
+// DenseWindowGroups returns a window g' (in groups, for Config.Window) that makes every windowed SeqConv layer
+// of c dense: with it, layers.View gives every filter its whole sequence [x, E_0, ..., E_{j-1}], which is
+// dense aggregation (Eq. 2).
+//
+// The widest sequence of a layer with C_in input channels, n filters and granularity k is the last filter's,
+// C_in + (n-1)*k channels. A residual layer of a stage of width w has C_in = w and n*k = w, so its sequences
+// are narrower than 2w; a downsampling extension layer before a stage of width w' has C_in + n*k = w' < 2w'.
+// Every sequence is thus narrower than twice the widest stage, and g' is the fewest groups of the smallest
+// granularity that read a sequence of 2*maxWidth channels whole (layers.DenseWindowGroups), ceil(2*maxWidth /
+// minK): a window of g'*k >= 2*maxWidth channels for every stage's k. It does not depend on c.Window, so it is
+// also correct for a model whose window was already set.
+func (c Config) DenseWindowGroups() int {
+	widths := c.Widths()
+	maxWidth, minK := 0, 0
+	for i, w := range widths {
+		maxWidth = max(maxWidth, w)
+		if k := c.StageK(i); minK == 0 || k < minK {
+			minK = k
+		}
+	}
+	if minK <= 0 {
+		return 1
+	}
+	return layers.DenseWindowGroups(2*maxWidth, minK)
+}
+
 // ParamRecompute is the scope hyperparameter (a bool, default false) that turns on gradient checkpointing
 // (GoMLX's Node.Checkpoint): the activations inside each residual block and downsampling layer are not kept
 // for the backward pass but recomputed from the block's inputs, trading about one more forward pass for the
