@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -46,12 +47,14 @@ func (i SeqConvImpl) String() string {
 
 // ParseSeqConvImpl converts a name ("fused", "direct") to a SeqConvImpl.
 func ParseSeqConvImpl(name string) (SeqConvImpl, error) {
-	for _, i := range []SeqConvImpl{SeqConvFused, SeqConvDirect} {
-		if i.String() == name {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown SeqConv implementation %q, expected fused|direct", name)
+	return parseEnum("SeqConv implementation", name, SeqConvFused, SeqConvDirect)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseSeqConvImpl, so that ParamSeqConvImpl may hold
+// a name (model.GetParamOr converts it).
+func (i *SeqConvImpl) UnmarshalText(text []byte) (err error) {
+	*i, err = ParseSeqConvImpl(string(text))
+	return err
 }
 
 // ParamSeqConvImpl is the scope hyperparameter (a SeqConvImpl or its name) that selects the implementation
@@ -59,7 +62,7 @@ func ParseSeqConvImpl(name string) (SeqConvImpl, error) {
 const ParamSeqConvImpl = "seqconv_impl"
 
 func seqConvImplFromScope(scope *model.Scope) SeqConvImpl {
-	return scopeEnum(scope, ParamSeqConvImpl, SeqConvFused, ParseSeqConvImpl)
+	return model.GetParamOr(scope, ParamSeqConvImpl, SeqConvFused)
 }
 
 // seqFilter is one filter's first convolution as the fused implementation builds it.
@@ -398,7 +401,7 @@ func (b *SeqConvBuilder) doneFusedNative(plan seqPlan, shortcuts []*Node, loweri
 		f := filters[j]
 		lo, hi := plan.view(j)
 		var parts []*Node
-		if pos := indexOf(xReaders, j); pos >= 0 {
+		if pos := slices.Index(xReaders, j); pos >= 0 {
 			parts = append(parts, SliceAxis(xContrib, -1, AxisRange(pos*b.k, (pos+1)*b.k)))
 		}
 		if j > 0 {
@@ -438,13 +441,4 @@ func (b *SeqConvBuilder) doneFusedNative(plan seqPlan, shortcuts []*Node, loweri
 		newActs = append(newActs, a)
 	}
 	return raws, acts
-}
-
-func indexOf(xs []int, v int) int {
-	for i, x := range xs {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }
