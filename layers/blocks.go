@@ -81,15 +81,6 @@ func ShrinkGroups(c, k, subgroups int) int {
 	return c / k * max(subgroups, 1)
 }
 
-// GlobalAvgPool averages x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout NCHW) over its spatial axes,
-// returning [N,C].
-func GlobalAvgPool(scope *model.Scope, x *Node) *Node {
-	out := ReduceMean(x, spatialAxesOf(scope)...)
-	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpGAP, Out: out.Shape().Dimensions, Elems: perImage(x),
-		Detail: "global average pool"})
-	return out
-}
-
 // Classifier is the authors' final Linear layer on x [N,in]: "weight" [in, classes] drawn from U(-a, a) with
 // a = sqrt(3/classes) (Xavier-style with fan-out = classes) and "bias" [classes] at zero. Returns the logits.
 func Classifier(scope *model.Scope, x *Node, classes int) *Node {

@@ -240,16 +240,22 @@ func im2col(x *Node, kh, kw, stride, padH, padW int) *Node {
 		}
 		return Slice(xp, AxisRange(), AxisRange().Stride(stride), AxisRange().Stride(stride), AxisRange())
 	}
-	shifted := make([]*Node, 0, kh*kw)
+	return Concatenate(windowSlices(xp, kh, kw, stride, ho, wo), -1)
+}
+
+// windowSlices returns, for each offset (u, v) of a kh x kw window in row-major order, the strided slice
+// [N, ho, wo, C] of the padded xp holding that window element of every output position.
+func windowSlices(xp *Node, kh, kw, stride, ho, wo int) []*Node {
+	out := make([]*Node, 0, kh*kw)
 	for u := range kh {
 		for v := range kw {
-			shifted = append(shifted, Slice(xp, AxisRange(),
+			out = append(out, Slice(xp, AxisRange(),
 				AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
 				AxisRange(v, v+stride*(wo-1)+1).Stride(stride),
 				AxisRange()))
 		}
 	}
-	return Concatenate(shifted, -1)
+	return out
 }
 
 // conv2DSame is a stride-1, "same"-padded, ungrouped convolution with a hand-written gradient: the input
@@ -297,15 +303,14 @@ func MSRBound(outChannels, kh, kw int) float64 {
 
 // ConvBuilder builds a bias-free 2-D convolution with its weight variable, see Conv.
 type ConvBuilder struct {
-	scope                       *model.Scope
-	x                           *Node
-	channels, kernel, stride    int
-	groups                      int
-	junction                    bool
-	weightScale                 float64
-	lowering                    Lowering
-	loweringSet                 bool
-	profileKind, profileSummary string
+	scope                    *model.Scope
+	x                        *Node
+	channels, kernel, stride int
+	groups                   int
+	junction                 bool
+	weightScale              float64
+	lowering                 Lowering
+	loweringSet              bool
 }
 
 // Conv starts building a bias-free convolution of x [N,H,W,Cin] ([N,Cin,H,W] in the scope's ParamLayout

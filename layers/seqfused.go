@@ -238,8 +238,9 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 			bmat := Concatenate(flipped, 1) // [width, kd]
 			var dp *Node
 			if len(masks) > 0 {
-				bn := Mul(ExpandAxes(bmat, 0), Concatenate(masks, 2))
-				dp = DotGeneral(Reshape(d, nImg, h*w, kd), []int{2}, []int{0}, bn, []int{2}, []int{0})
+				// Each image's flipped kernels, scaled by its dropout multipliers: [N, width, kd].
+				bPerImage := Mul(ExpandAxes(bmat, 0), Concatenate(masks, 2))
+				dp = DotGeneral(Reshape(d, nImg, h*w, kd), []int{2}, []int{0}, bPerImage, []int{2}, []int{0})
 			} else {
 				dp = DotGeneral(Reshape(d, nImg*h*w, kd), []int{1}, nil, bmat, []int{1}, nil)
 			}

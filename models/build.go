@@ -106,7 +106,7 @@ func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
 	widths := c.Widths()
 	for i := range widths {
 		if i > 0 {
-			raw, act = checkpoint(scope, raw, act)
+			_, act = checkpoint(scope, nil, act) // the downsampling layer reads the activated stream only
 			ext := c.seqCfg(i - 1)
 			raw, act = layers.Downsample(scope.In("Downsample%d", i), act, layers.DownsampleConfig{
 				Channels:      widths[i],
