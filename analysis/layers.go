@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/layers"
 )
 
 // LayerInfo describes a SeqConv layer found in a store (see SeqConvLayers).
@@ -31,7 +32,8 @@ type LayerInfo struct {
 	Filters int
 	// Dense is true for dense aggregation: filter j reads all CIn + j*K channels of
 	// [x, E_0, ..., E_{j-1}]. A single-filter layer is reported as windowed, since then both
-	// aggregations coincide, and so is a windowed layer whose window never fills.
+	// aggregations coincide; a windowed layer whose window never fills reads what a dense one reads and
+	// is reported as dense.
 	Dense bool
 	// Window is the window width in channels of a windowed layer (0 for dense layers).
 	Window int
@@ -44,6 +46,10 @@ type LayerInfo struct {
 	// WeightPaths[j] is the full path of filter j's first conv weight, [kh, kw, ViewWidths[j], K] (HWIO).
 	WeightPaths []string
 }
+
+// View returns the channels [lo, hi) of the sequence [x, E_0, ..., E_{j-1}] that filter j reads, by the
+// layer's window rule (layers.View) with x taken CIn channels wide.
+func (l LayerInfo) View(j int) (lo, hi int) { return layers.View(l.CIn, l.K, l.Window, j) }
 
 // Aggregation returns "dense" or "windowed".
 func (l LayerInfo) Aggregation() string {
@@ -75,7 +81,7 @@ var firstConvRe = regexp.MustCompile(`^/(.+)/Filters/(\d+)/(BottleneckLayer/)?Li
 // holding "Filters/0/..." first conv weights (see LayerInfo.WeightPaths); its granularity, number of
 // filters, aggregation and window are read off the weight shapes. A layer whose weights are not
 // consistent (a missing filter, a weight that is not [kh, kw, in, K], mixed plain and bottleneck
-// filters) is left out.
+// filters, view widths that no window of layers.View gives) is left out.
 //
 // Only variables already in the store are seen: a store with a lazily loading checkpoint attached
 // (train.LoadCheckpoint) holds none until the model graph is built, which train.LoadRun does.
@@ -123,28 +129,33 @@ func SeqConvLayers(store *model.Store) []LayerInfo {
 			info.ViewWidths[j] = f.dims[2]
 			info.WeightPaths[j] = f.path
 		}
-		if !valid {
+		if !valid || !classify(&info) {
 			continue
 		}
-		classify(&info)
 		out = append(out, info)
 	}
 	return out
 }
 
-// classify sets CIn, Dense and Window from the view widths: dense layers widen by K per filter;
-// windowed ones widen by K per filter until the window is full (not at all with the authors' window).
-func classify(l *LayerInfo) {
-	w0 := l.ViewWidths[0]
-	l.CIn = w0
-	dense := l.Filters > 1
+// classify sets CIn, Dense and Window from the view widths, the aggregation whose views (layers.View) have
+// those widths: dense layers widen by K per filter; windowed ones widen by K per filter until the window is
+// full (not at all with the authors' window). It reports whether one does.
+func classify(l *LayerInfo) bool {
+	l.CIn = l.ViewWidths[0]
+	l.Dense, l.Window = l.Filters > 1, 0
+	if l.Dense && l.viewsMatch() {
+		return true
+	}
+	l.Dense, l.Window = false, slices.Max(l.ViewWidths)
+	return l.viewsMatch()
+}
+
+// viewsMatch reports whether filter j's view (see View) is ViewWidths[j] wide for every j.
+func (l LayerInfo) viewsMatch() bool {
 	for j, w := range l.ViewWidths {
-		if w != w0+j*l.K {
-			dense = false
+		if lo, hi := l.View(j); hi-lo != w {
+			return false
 		}
 	}
-	l.Dense = dense
-	if !dense {
-		l.Window = slices.Max(l.ViewWidths)
-	}
+	return true
 }

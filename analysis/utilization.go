@@ -63,10 +63,10 @@ func floorDiv(a, b int) int {
 	return q
 }
 
-// sourceGroup returns the source group (relative to the layer's first new group) of channel c of the
-// view of filter j, the last w channels of [x, E_0, ..., E_{j-1}]: sequence channel
-// C_in + j*k - w + c, that is group floor((j*k - w + c) / k), whatever C_in is.
-func sourceGroup(j, w, c, k int) int { return floorDiv(j*k-w+c, k) }
+// sourceGroup returns the source group (relative to the layer's first new group) of channel s of the
+// sequence [x, E_0, ..., E_{j-1}] of a layer whose input x is cin channels wide and whose granularity is k:
+// floor((s - cin) / k). E_i's channels are group i, x's are counted back from its end.
+func sourceGroup(cin, k, s int) int { return floorDiv(s-cin, k) }
 
 // Utilization computes the weight visualization of layer (found by SeqConvLayers) from the values of
 // its first conv weights in store. It fails if a weight is missing or its shape does not match layer.
@@ -81,7 +81,8 @@ func Utilization(store *model.Store, layer LayerInfo) (*Heatmap, error) {
 		if w <= 0 {
 			return nil, fmt.Errorf("layer %s: filter %d reads %d channels", layer.Name, j, w)
 		}
-		first = min(first, sourceGroup(j, w, 0, k))
+		lo, _ := layer.View(j)
+		first = min(first, sourceGroup(layer.CIn, k, lo))
 		last = max(last, j-1)
 	}
 	cols := last - first + 1
@@ -106,6 +107,11 @@ func Utilization(store *model.Store, layer LayerInfo) (*Heatmap, error) {
 			return nil, fmt.Errorf("layer %s: %s has shape %s, want [kh, kw, %d, %d]", layer.Name,
 				layer.WeightPaths[j], t.Shape(), w, k)
 		}
+		lo, hi := layer.View(j)
+		if hi-lo != w {
+			return nil, fmt.Errorf("layer %s: filter %d reads %d channels, but its %s window over C_in = %d gives "+
+				"[%d, %d)", layer.Name, j, w, layer.Aggregation(), layer.CIn, lo, hi)
+		}
 		abs, err := absValues(t)
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %s: %w", layer.Name, layer.WeightPaths[j], err)
@@ -113,7 +119,7 @@ func Utilization(store *model.Store, layer LayerInfo) (*Heatmap, error) {
 		// HWIO: element ((u*kw + v)*in + c)*out + o.
 		for i, a := range abs {
 			c := (i / k) % w
-			col := sourceGroup(j, w, c, k) - first
+			col := sourceGroup(layer.CIn, k, lo+c) - first
 			if math.IsNaN(row[col]) {
 				row[col] = 0
 			}

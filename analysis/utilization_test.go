@@ -294,13 +294,16 @@ func TestUtilizationErrors(t *testing.T) {
 	}
 }
 
+// TestSourceGroup checks the source group of channel c of filter j's view of w channels. The view is the
+// sequence's last w channels and the groups do not depend on C_in: x is taken w channels wide.
 func TestSourceGroup(t *testing.T) {
 	for _, tc := range []struct{ j, w, c, k, want int }{
 		{0, 4, 0, 2, -2}, {0, 4, 3, 2, -1}, {2, 4, 0, 2, 0}, {2, 4, 3, 2, 1},
 		{0, 5, 0, 2, -3}, {0, 5, 1, 2, -2}, // C_in = 5, k = 2: the first input group is 1 channel wide.
 		{1, 7, 4, 2, -1}, {1, 7, 5, 2, 0},
 	} {
-		if got := sourceGroup(tc.j, tc.w, tc.c, tc.k); got != tc.want {
+		lo, _ := layers.View(tc.w, tc.k, tc.w, tc.j)
+		if got := sourceGroup(tc.w, tc.k, lo+tc.c); got != tc.want {
 			t.Errorf("sourceGroup(j=%d, w=%d, c=%d, k=%d) = %d, want %d", tc.j, tc.w, tc.c, tc.k, got, tc.want)
 		}
 	}

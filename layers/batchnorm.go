@@ -6,7 +6,6 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
-	"github.com/gomlx/gomlx/ml/layers/activation"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/ml/model/initializer"
 	. "github.com/gomlx/gomlx/support/exceptions"
@@ -83,66 +82,6 @@ func (b *BatchNormBuilder) Done() *Node {
 	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpBatchNorm, Out: recordDims(y, layoutFromScope(scope)),
 		Params: int64(2 * c), Elems: perImage(x), Detail: fmt.Sprintf("batchnorm %d", c)})
 	return y
-}
-
-// ReLU returns max(x, 0), recorded as an OpReLU in the graph's Profile (if any). In training graphs its gradient
-// is PyTorch's: dy where x > 0 and 0 elsewhere (also at x == 0, where GoMLX's Max would pass the gradient
-// through).
-func ReLU(scope *model.Scope, x *Node) *Node {
-	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpReLU, Out: recordDims(x, layoutFromScope(scope)),
-		Elems:  perImage(x),
-		Detail: "relu"})
-	if !scope.IsTraining(x.Graph()) {
-		// GoMLX's fused ReLU where the backend has one (ONNX Runtime's Relu, which it fuses into the preceding
-		// convolution), Max(x, 0) elsewhere.
-		return activation.Relu(x)
-	}
-	zero := ScalarZero(x.Graph(), x.DType())
-	var dy *Node
-	// node is x's identity, or its rematerialized copy under gradient checkpointing.
-	xs := IdentityWithCustomGradient(x, func(node, _ *Node) *Node {
-		return Where(GreaterThan(node, zero), dy, zero)
-	})
-	return captureGradient(Max(xs, zero), &dy)
-}
-
-// Dropout2d zeroes whole channels of x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout NCHW) with
-// probability p in training graphs (one mask per image
-// and channel, like PyTorch's Dropout2d) and scales the survivors by 1/(1-p). It is the identity in inference
-// graphs or when p is 0.
-func Dropout2d(scope *model.Scope, x *Node, p float64) *Node {
-	g := x.Graph()
-	if p <= 0 || !scope.IsTraining(g) {
-		return x
-	}
-	if p >= 1 {
-		return ZerosLike(x)
-	}
-	chAxis := x.Rank() - 1
-	if x.Rank() == 4 {
-		chAxis = layoutFromScope(scope).channelAxis()
-	}
-	maskShape := x.Shape().Clone()
-	for axis := 1; axis < x.Rank(); axis++ {
-		if axis != chAxis {
-			maskShape.Dimensions[axis] = 1
-		}
-	}
-	return Mul(x, channelDropMask(scope, g, maskShape, p))
-}
-
-// channelDropMask draws Dropout2d's multipliers of the given shape (1 on the spatial axes) for a training
-// graph: 0 with probability p, 1/(1-p) otherwise; nil when dropout is off (p <= 0 or not training).
-func channelDropMask(scope *model.Scope, g *Graph, shape shapes.Shape, p float64) *Node {
-	if p <= 0 || !scope.IsTraining(g) {
-		return nil
-	}
-	if p >= 1 {
-		return Zeros(g, shape)
-	}
-	u := scope.RandomUniform(g, shape)
-	keep := ConvertDType(GreaterOrEqual(u, Scalar(g, u.DType(), p)), shape.DType)
-	return MulScalar(keep, 1/(1-p))
 }
 
 // batchNormTraining normalises x with its batch statistics over all axes but chAxis (mean and biased

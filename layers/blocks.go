@@ -1,12 +1,12 @@
 package layers
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/ml/model/initializer"
 	. "github.com/gomlx/gomlx/support/exceptions"
 )
 
@@ -20,7 +20,9 @@ type SeqConvConfig struct {
 	JunctionInit float64 // weight scale of the junction convs (0: zero init, the authors' default)
 }
 
-func (c SeqConvConfig) apply(b *SeqConvBuilder) *SeqConvBuilder {
+// Apply sets c's granularity, filter kind, subgroups, window and dropout on b and returns it. Call Dense after
+// Apply for a dense layer (Apply sets the window).
+func (c SeqConvConfig) Apply(b *SeqConvBuilder) *SeqConvBuilder {
 	b.Granularity(c.Granularity).Bottleneck(c.Bottleneck).DropRate(c.DropRate).Window(c.WindowGroups)
 	if c.Subgroups > 1 {
 		b.Subgroups(c.Subgroups)
@@ -34,8 +36,8 @@ func (c SeqConvConfig) apply(b *SeqConvBuilder) *SeqConvBuilder {
 // It returns layer B's raw output (the new residual stream) and activated output.
 func ResidualBlock(scope *model.Scope, r, a *Node, cfg SeqConvConfig) (raw, act *Node) {
 	c := a.Shape().Dim(layoutFromScope(scope).channelAxis())
-	_, aa := cfg.apply(SeqConv(scope.In("LayerA"), a)).Channels(c).Done()
-	return cfg.apply(SeqConv(scope.In("LayerB"), aa)).Channels(c).Shortcut(r).Junction(cfg.JunctionInit).Done()
+	_, aa := cfg.Apply(SeqConv(scope.In("LayerA"), a)).Channels(c).Done()
+	return cfg.Apply(SeqConv(scope.In("LayerB"), aa)).Channels(c).Shortcut(r).Junction(cfg.JunctionInit).Done()
 }
 
 // DownsampleConfig configures a downsampling layer, see Downsample.
@@ -57,7 +59,7 @@ func Downsample(scope *model.Scope, x *Node, cfg DownsampleConfig) (raw, act *No
 	if cfg.Channels <= cin {
 		Panicf("layers.Downsample(%s): output channels %d must exceed the input's %d", scope.Scope(), cfg.Channels, cin)
 	}
-	_, e := cfg.Extension.apply(SeqConv(scope.In("ExtensionLayer"), x)).Channels(cfg.Channels - cin).Done()
+	_, e := cfg.Extension.Apply(SeqConv(scope.In("ExtensionLayer"), x)).Channels(cfg.Channels - cin).Done()
 	first := x
 	if cfg.Released {
 		if e.Shape().Dim(ch) != cin {
@@ -79,29 +81,26 @@ func ShrinkGroups(c, k, subgroups int) int {
 	return c / k * max(subgroups, 1)
 }
 
-// GlobalAvgPool averages x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout NCHW) over its spatial axes,
-// returning [N,C].
-func GlobalAvgPool(scope *model.Scope, x *Node) *Node {
-	out := ReduceMean(x, spatialAxesOf(scope)...)
-	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpGAP, Out: out.Shape().Dimensions, Elems: perImage(x),
-		Detail: "global average pool"})
-	return out
-}
-
 // Classifier is the authors' final Linear layer on x [N,in]: "weight" [in, classes] drawn from U(-a, a) with
 // a = sqrt(3/classes) (Xavier-style with fan-out = classes) and "bias" [classes] at zero. Returns the logits.
 func Classifier(scope *model.Scope, x *Node, classes int) *Node {
+	return Linear(scope, x, classes, math.Sqrt(3)/math.Sqrt(float64(classes)), 0)
+}
+
+// Linear is a fully connected layer on x [N, in]: x · weight + bias with "weight" [in, out] drawn from
+// U(-weightBound, weightBound) and "bias" [out] from U(-biasBound, biasBound), in that order (zeros for a bound
+// of 0; see UniformInitializer). It is recorded as an OpLinear.
+func Linear(scope *model.Scope, x *Node, out int, weightBound, biasBound float64) *Node {
 	if x.Rank() != 2 {
-		Panicf("layers.Classifier(%s): want [N, features], got %s", scope.Scope(), x.Shape())
+		Panicf("layers.Linear(%s): want [N, features], got %s", scope.Scope(), x.Shape())
 	}
 	in := x.Shape().Dim(1)
 	g := x.Graph()
-	a := math.Sqrt(3) / math.Sqrt(float64(classes))
-	w := scope.WithInitializer(uniformInitializer(scope, a)).
-		VariableWithShape("weight", shapes.Make(x.DType(), in, classes))
-	bias := scope.WithInitializer(initializer.Zero).VariableWithShape("bias", shapes.Make(x.DType(), classes))
-	logits := Add(DotGeneral(x, []int{1}, nil, w.NodeValue(g), []int{0}, nil), ExpandLeftToRank(bias.NodeValue(g), 2))
-	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpLinear, Out: logits.Shape().Dimensions,
-		MACs: int64(in * classes), Params: int64(in*classes + classes), Detail: "linear"})
-	return logits
+	w := scope.WithInitializer(UniformInitializer(scope, weightBound)).
+		VariableWithShape("weight", shapes.Make(x.DType(), in, out))
+	b := scope.WithInitializer(UniformInitializer(scope, biasBound)).VariableWithShape("bias", shapes.Make(x.DType(), out))
+	y := Add(DotGeneral(x, []int{1}, nil, w.NodeValue(g), []int{0}, nil), ExpandLeftToRank(b.NodeValue(g), 2))
+	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpLinear, Out: y.Shape().Dimensions,
+		MACs: int64(in * out), Params: int64(in*out + out), Detail: fmt.Sprintf("linear %d->%d", in, out)})
+	return y
 }

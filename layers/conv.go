@@ -88,43 +88,44 @@ func ParsePrecision(name string) (Precision, error) {
 	return "", fmt.Errorf("unknown precision %q, expected f32|bf16", name)
 }
 
-func precisionFromScope(scope *model.Scope) Precision {
-	return scopeEnum(scope, ParamPrecision, PrecisionF32, ParsePrecision)
+// UnmarshalText implements encoding.TextUnmarshaler with ParsePrecision, so that ParamPrecision may hold a
+// name (model.GetParamOr converts it).
+func (p *Precision) UnmarshalText(text []byte) (err error) {
+	*p, err = ParsePrecision(string(text))
+	return err
 }
 
-// ParseLowering converts a name ("auto", "native", "im2col") to a Lowering.
+func precisionFromScope(scope *model.Scope) Precision {
+	return model.GetParamOr(scope, ParamPrecision, PrecisionF32)
+}
+
+// ParseLowering converts a name ("auto", "native", "im2col", "onnx") to a Lowering.
 func ParseLowering(name string) (Lowering, error) {
-	for _, l := range []Lowering{LoweringAuto, LoweringNative, LoweringIm2Col, LoweringONNX} {
-		if l.String() == name {
-			return l, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown convolution lowering %q, expected auto|native|im2col|onnx", name)
+	return parseEnum("convolution lowering", name, LoweringAuto, LoweringNative, LoweringIm2Col, LoweringONNX)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseLowering, so that ParamLowering may hold a name
+// (model.GetParamOr converts it).
+func (l *Lowering) UnmarshalText(text []byte) (err error) {
+	*l, err = ParseLowering(string(text))
+	return err
 }
 
 func loweringFromScope(scope *model.Scope) Lowering {
-	return scopeEnum(scope, ParamLowering, LoweringAuto, ParseLowering)
+	return model.GetParamOr(scope, ParamLowering, LoweringAuto)
 }
 
-// scopeEnum returns the scope parameter name: a T, or a string that parse converts to one; def when unset.
-// It panics (GoMLX style, at graph building) on other types and unknown names.
-func scopeEnum[T any](scope *model.Scope, name string, def T, parse func(string) (T, error)) T {
-	v, found := scope.GetParam(name)
-	if !found || v == nil {
-		return def
-	}
-	switch t := v.(type) {
-	case T:
-		return t
-	case string:
-		p, err := parse(t)
-		if err != nil {
-			panic(err)
+// parseEnum returns the value of values whose String is name, or an error naming what and the valid names.
+func parseEnum[T fmt.Stringer](what, name string, values ...T) (T, error) {
+	names := make([]string, len(values))
+	for i, v := range values {
+		if v.String() == name {
+			return v, nil
 		}
-		return p
+		names[i] = v.String()
 	}
-	Panicf("scope parameter %q: want a %T or a string, got %T", name, def, v)
-	return def
+	var zero T
+	return zero, fmt.Errorf("unknown %s %q, expected %s", what, name, strings.Join(names, "|"))
 }
 
 // resolve turns LoweringAuto into the concrete choice for the graph's backend.
@@ -239,16 +240,22 @@ func im2col(x *Node, kh, kw, stride, padH, padW int) *Node {
 		}
 		return Slice(xp, AxisRange(), AxisRange().Stride(stride), AxisRange().Stride(stride), AxisRange())
 	}
-	shifted := make([]*Node, 0, kh*kw)
+	return Concatenate(windowSlices(xp, kh, kw, stride, ho, wo), -1)
+}
+
+// windowSlices returns, for each offset (u, v) of a kh x kw window in row-major order, the strided slice
+// [N, ho, wo, C] of the padded xp holding that window element of every output position.
+func windowSlices(xp *Node, kh, kw, stride, ho, wo int) []*Node {
+	out := make([]*Node, 0, kh*kw)
 	for u := range kh {
 		for v := range kw {
-			shifted = append(shifted, Slice(xp, AxisRange(),
+			out = append(out, Slice(xp, AxisRange(),
 				AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
 				AxisRange(v, v+stride*(wo-1)+1).Stride(stride),
 				AxisRange()))
 		}
 	}
-	return Concatenate(shifted, -1)
+	return out
 }
 
 // conv2DSame is a stride-1, "same"-padded, ungrouped convolution with a hand-written gradient: the input
@@ -296,15 +303,14 @@ func MSRBound(outChannels, kh, kw int) float64 {
 
 // ConvBuilder builds a bias-free 2-D convolution with its weight variable, see Conv.
 type ConvBuilder struct {
-	scope                       *model.Scope
-	x                           *Node
-	channels, kernel, stride    int
-	groups                      int
-	junction                    bool
-	weightScale                 float64
-	lowering                    Lowering
-	loweringSet                 bool
-	profileKind, profileSummary string
+	scope                    *model.Scope
+	x                        *Node
+	channels, kernel, stride int
+	groups                   int
+	junction                 bool
+	weightScale              float64
+	lowering                 Lowering
+	loweringSet              bool
 }
 
 // Conv starts building a bias-free convolution of x [N,H,W,Cin] ([N,Cin,H,W] in the scope's ParamLayout
@@ -385,7 +391,7 @@ func (c *ConvBuilder) weight(g *Graph, dtype dtypes.DType, cin int) *Node {
 		bound *= c.weightScale
 	}
 	shape := shapes.Make(dtype, c.kernel, c.kernel, cin/c.groups, c.channels)
-	return c.scope.WithInitializer(uniformInitializer(c.scope, bound)).VariableWithShape("weight", shape).NodeValue(g)
+	return c.scope.WithInitializer(UniformInitializer(c.scope, bound)).VariableWithShape("weight", shape).NodeValue(g)
 }
 
 // record appends the conv's OpRecord (output out, cin input channels) to its graph's Profile.
@@ -398,9 +404,9 @@ func (c *ConvBuilder) record(out *Node, cin int) {
 	})
 }
 
-// uniformInitializer returns an initializer drawing from U(-bound, bound) with the store's RNG
-// (zeros when bound is 0).
-func uniformInitializer(scope *model.Scope, bound float64) model.VariableInitializer {
+// UniformInitializer returns an initializer drawing from U(-bound, bound) with the store's RNG
+// (zeros when bound is 0), as the authors' and PyTorch's uniform initialisations do.
+func UniformInitializer(scope *model.Scope, bound float64) model.VariableInitializer {
 	return func(g *Graph, shape shapes.Shape) *Node {
 		if bound == 0 {
 			return Zeros(g, shape)

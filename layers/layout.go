@@ -33,13 +33,13 @@ func (l Layout) String() string {
 }
 
 // ParseLayout converts a name ("nhwc", "nchw") to a Layout.
-func ParseLayout(name string) (Layout, error) {
-	for _, l := range []Layout{NHWC, NCHW} {
-		if l.String() == name {
-			return l, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown image layout %q, expected nhwc|nchw", name)
+func ParseLayout(name string) (Layout, error) { return parseEnum("image layout", name, NHWC, NCHW) }
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseLayout, so that ParamLayout may hold a name
+// (model.GetParamOr converts it).
+func (l *Layout) UnmarshalText(text []byte) (err error) {
+	*l, err = ParseLayout(string(text))
+	return err
 }
 
 // ParamLayout is the scope hyperparameter (a Layout or its name) that gives the layout of the images the
@@ -49,7 +49,7 @@ const ParamLayout = "layout"
 
 // layoutFromScope returns the layout set in scope (NHWC by default).
 func layoutFromScope(scope *model.Scope) Layout {
-	return scopeEnum(scope, ParamLayout, NHWC, ParseLayout)
+	return model.GetParamOr(scope, ParamLayout, NHWC)
 }
 
 // PreferredLayout is the layout a model built in scope should use on g's backend: NCHW where the

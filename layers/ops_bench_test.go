@@ -45,10 +45,10 @@ func BenchmarkGoBackendOps(b *testing.B) {
 		for _, op := range ops {
 			b.Run(fmt.Sprintf("%s/%v", op.name, dims), func(b *testing.B) {
 				exec := MustNewExec(backend, op.fn)
-				exec.MustExec(x)
+				exec.MustCall(x)
 				b.ResetTimer()
 				for range b.N {
-					exec.MustExec(x)
+					exec.MustCall(x)
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(x.Shape().Size()), "ns/elem")
 			})

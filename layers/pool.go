@@ -35,7 +35,7 @@ func MaxPool2d(scope *model.Scope, x *Node, kernel, stride, padding int) *Node {
 	default:
 		checkIm2ColLayout("MaxPool2d", scope, layout)
 		xp := padEdges(x, padding)
-		for _, s := range windowSlices(xp, kernel, stride, ho, wo) {
+		for _, s := range windowSlices(xp, kernel, kernel, stride, ho, wo) {
 			if out == nil {
 				out = s
 			} else {
@@ -85,7 +85,7 @@ func AvgPool2d(scope *model.Scope, x *Node, kernel, stride, padding int) *Node {
 		out = DivScalar(out, float64(kernel*kernel))
 	default:
 		checkIm2ColLayout("AvgPool2d", scope, layout)
-		for _, s := range windowSlices(padZeros(x, padding, padding), kernel, stride, ho, wo) {
+		for _, s := range windowSlices(padZeros(x, padding, padding), kernel, kernel, stride, ho, wo) {
 			if out == nil {
 				out = s
 			} else {
@@ -204,21 +204,6 @@ func checkPool(name string, scope *model.Scope, x *Node, kernel, stride, padding
 	return ho, wo
 }
 
-// windowSlices returns, for each offset (u, v) of a kernel x kernel window in row-major order, the strided
-// slice [N, ho, wo, C] of the padded xp holding that window element of every output position.
-func windowSlices(xp *Node, kernel, stride, ho, wo int) []*Node {
-	out := make([]*Node, 0, kernel*kernel)
-	for u := range kernel {
-		for v := range kernel {
-			out = append(out, Slice(xp, AxisRange(),
-				AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
-				AxisRange(v, v+stride*(wo-1)+1).Stride(stride),
-				AxisRange()))
-		}
-	}
-	return out
-}
-
 // padEdges pads the spatial axes of x [N,H,W,C] by p on each side with copies of its first and last rows and
 // columns (by concatenation, which has a gradient on every backend).
 func padEdges(x *Node, p int) *Node {
@@ -251,17 +236,13 @@ func padEdges(x *Node, p int) *Node {
 	return Concatenate(parts, 2)
 }
 
-// ReLUModule is ReLU for a module applied several times, like the single ReLU module that torchvision's
-// Bottleneck calls three times: pass the same scope on every call. Its records carry Module = the scope
-// path, and THOP 2019, which overwrites a module's count on each call, counts only the last of them.
-func ReLUModule(scope *model.Scope, x *Node) *Node {
-	return tagRecords(x.Graph(), func(r *OpRecord) { r.Module = scope.Scope() }, func() *Node { return ReLU(scope, x) })
-}
-
-// FunctionalReLU is ReLU applied as a function (PyTorch's F.relu, e.g. after DenseNet's norm5): recorded with
-// Functional set, which the paper's FLOPs (THOP counts modules only) skip.
-func FunctionalReLU(scope *model.Scope, x *Node) *Node {
-	return tagRecords(x.Graph(), func(r *OpRecord) { r.Functional = true }, func() *Node { return ReLU(scope, x) })
+// GlobalAvgPool averages x [N,H,W,C] (or [N,C,H,W] in the scope's ParamLayout NCHW) over its spatial axes,
+// returning [N,C].
+func GlobalAvgPool(scope *model.Scope, x *Node) *Node {
+	out := ReduceMean(x, spatialAxesOf(scope)...)
+	recordOp(x.Graph(), OpRecord{Scope: scope.Scope(), Kind: OpGAP, Out: out.Shape().Dimensions, Elems: perImage(x),
+		Detail: "global average pool"})
+	return out
 }
 
 // FunctionalGlobalAvgPool is GlobalAvgPool applied as a function (PyTorch's F.adaptive_avg_pool2d in
@@ -269,30 +250,4 @@ func FunctionalReLU(scope *model.Scope, x *Node) *Node {
 func FunctionalGlobalAvgPool(scope *model.Scope, x *Node) *Node {
 	return tagRecords(x.Graph(), func(r *OpRecord) { r.Functional = true },
 		func() *Node { return GlobalAvgPool(scope, x) })
-}
-
-// tagRecords runs build and applies tag to the records it appended to g's Profile (if any).
-func tagRecords(g *Graph, tag func(*OpRecord), build func() *Node) *Node {
-	p := profileOf(g)
-	n := 0
-	if p != nil {
-		n = len(p.Records)
-	}
-	out := build()
-	if p != nil {
-		for i := n; i < len(p.Records); i++ {
-			tag(&p.Records[i])
-		}
-	}
-	return out
-}
-
-// profileOf returns the Profile attached to g, or nil.
-func profileOf(g *Graph) *Profile {
-	v, found := model.GetGraphParam(g, profileParam)
-	if !found {
-		return nil
-	}
-	p, _ := v.(*Profile)
-	return p
 }

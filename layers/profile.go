@@ -57,11 +57,7 @@ func AttachProfile(g *Graph, p *Profile) {
 func RecordOp(g *Graph, r OpRecord) { recordOp(g, r) }
 
 func recordOp(g *Graph, r OpRecord) {
-	v, found := model.GetGraphParam(g, profileParam)
-	if !found {
-		return
-	}
-	if p, ok := v.(*Profile); ok && p != nil {
+	if p := profileOf(g); p != nil {
 		r.Out = append([]int(nil), r.Out...)
 		p.Records = append(p.Records, r)
 	}
@@ -78,4 +74,30 @@ func recordDims(x *Node, l Layout) []int {
 		return l.nhwc(x)
 	}
 	return x.Shape().Dimensions
+}
+
+// tagRecords runs build and applies tag to the records it appended to g's Profile (if any).
+func tagRecords(g *Graph, tag func(*OpRecord), build func() *Node) *Node {
+	p := profileOf(g)
+	n := 0
+	if p != nil {
+		n = len(p.Records)
+	}
+	out := build()
+	if p != nil {
+		for i := n; i < len(p.Records); i++ {
+			tag(&p.Records[i])
+		}
+	}
+	return out
+}
+
+// profileOf returns the Profile attached to g, or nil.
+func profileOf(g *Graph) *Profile {
+	v, found := model.GetGraphParam(g, profileParam)
+	if !found {
+		return nil
+	}
+	p, _ := v.(*Profile)
+	return p
 }

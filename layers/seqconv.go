@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"slices"
 
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
@@ -63,18 +64,18 @@ func (u *ConvUnitBuilder) finish(raw *Node) (*Node, *Node) {
 
 // SeqConvBuilder builds a Sequentially Aggregated Convolution layer, see SeqConv.
 type SeqConvBuilder struct {
-	scope          *model.Scope
-	x, shortcut    *Node
-	k, channels    int
-	window         int // in channels; 0: authors' default (the input width); <0: dense
-	bottleneck     bool
-	subgroups      int
-	junction       bool
-	weightScale    float64
-	dropRate       float64
-	windowGroupsIn int
-	impl           SeqConvImpl
-	implSet        bool
+	scope        *model.Scope
+	x, shortcut  *Node
+	k, channels  int
+	dense        bool // dense aggregation (Eq. 2); otherwise windowed (Eq. 3)
+	windowGroups int  // g', the window in groups of k channels; 0: the authors' default (the input width)
+	bottleneck   bool
+	subgroups    int
+	junction     bool
+	weightScale  float64
+	dropRate     float64
+	impl         SeqConvImpl
+	implSet      bool
 }
 
 // SeqConv starts building a SeqConv layer on the activated features x [N,H,W,Cin]. The layer has
@@ -104,7 +105,7 @@ func (b *SeqConvBuilder) Granularity(k int) *SeqConvBuilder { b.k = k; return b 
 func (b *SeqConvBuilder) Channels(n int) *SeqConvBuilder { b.channels = n; return b }
 
 // Dense selects dense aggregation: filter j sees the input and all earlier outputs (Eq. 2).
-func (b *SeqConvBuilder) Dense() *SeqConvBuilder { b.window = -1; return b }
+func (b *SeqConvBuilder) Dense() *SeqConvBuilder { b.dense = true; return b }
 
 // Window selects windowed aggregation over the g' most recent groups of k channels (Eq. 3): filter j sees the
 // last g'*k channels of [x, E_0..E_{j-1}] (fewer while the sequence is shorter). Window(0) restores the
@@ -113,8 +114,7 @@ func (b *SeqConvBuilder) Window(groups int) *SeqConvBuilder {
 	if groups < 0 {
 		Panicf("layers.SeqConv(%s): window must be >= 0 groups, got %d", b.scope.Scope(), groups)
 	}
-	b.windowGroupsIn = groups
-	b.window = 0
+	b.dense, b.windowGroups = false, groups
 	return b
 }
 
@@ -140,14 +140,14 @@ func (b *SeqConvBuilder) DropRate(p float64) *SeqConvBuilder { b.dropRate = p; r
 // SeqConvImpl). Both compute the same function with the same variables.
 func (b *SeqConvBuilder) Impl(i SeqConvImpl) *SeqConvBuilder { b.impl, b.implSet = i, true; return b }
 
-// WindowChannels returns the width of the window in channels for an input of cin channels
-// (-1 for dense aggregation).
+// WindowChannels returns the width of the window in channels for an input of cin channels, View's window
+// argument: g'*k for Window(g'), cin for the authors' default, -1 for dense aggregation.
 func (b *SeqConvBuilder) WindowChannels(cin int) int {
 	switch {
-	case b.window < 0:
+	case b.dense:
 		return -1
-	case b.windowGroupsIn > 0:
-		return b.windowGroupsIn * b.k
+	case b.windowGroups > 0:
+		return b.windowGroups * b.k
 	default:
 		return cin
 	}
@@ -188,7 +188,7 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 	var raws, acts []*Node
 	switch {
 	case impl == SeqConvDirect || (layout == NCHW && !b.bottleneck):
-		raws, acts = b.doneDirect(shortcuts)
+		raws, acts = b.doneDirect(plan, shortcuts)
 	case layout == NCHW && lowering == LoweringONNX:
 		raws, acts = b.doneFusedMatMul(plan, shortcuts)
 	case layout == NCHW:
@@ -202,19 +202,23 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 	return concatAxis(raws, ch), concatAxis(acts, ch)
 }
 
-// doneDirect is the SeqConvDirect implementation.
-func (b *SeqConvBuilder) doneDirect(shortcuts []*Node) (raws, acts []*Node) {
-	x, scope, k := b.x, b.scope, b.k
+// doneDirect is the SeqConvDirect implementation: filter j slices its view (plan.view, see View) from the
+// growing sequence [x, E_0, ..., E_{j-1}], applies dropout to it and convolves it.
+func (b *SeqConvBuilder) doneDirect(plan seqPlan, shortcuts []*Node) (raws, acts []*Node) {
+	scope := b.scope
 	ch := layoutFromScope(scope).channelAxis()
-	cin := x.Shape().Dim(ch)
-	window := b.WindowChannels(cin)
-	view := x
-	if window > 0 && cin > window {
-		view = SliceAxis(x, ch, AxisRange(cin-window))
-	}
-	n := b.channels / k
+	pieces := []*Node{b.x} // the sequence: x, then each filter's activated output
 	filters := scope.In("Filters")
-	for j := range n {
+	for j := range plan.n {
+		// The view [lo, hi) is the end of the sequence from the piece it starts in.
+		lo, _ := plan.view(j)
+		first := plan.firstPiece(j)
+		start, width := plan.piece(first)
+		parts := slices.Clone(pieces[first:])
+		if lo > start {
+			parts[0] = SliceAxis(parts[0], ch, AxisRange(lo-start, width))
+		}
+		view := concatAxis(parts, ch)
 		fs := filters.In("%d", j)
 		in := Dropout2d(scope, view, b.dropRate)
 		var sc *Node
@@ -225,13 +229,7 @@ func (b *SeqConvBuilder) doneDirect(shortcuts []*Node) (raws, acts []*Node) {
 		r, a := b.finishFilter(fs, unit, unit.conv.Done(), sc)
 		raws = append(raws, r)
 		acts = append(acts, a)
-		if j == n-1 {
-			break
-		}
-		view = Concatenate([]*Node{view, a}, ch)
-		if window > 0 && view.Shape().Dim(ch) > window {
-			view = SliceAxis(view, ch, AxisRange(view.Shape().Dim(ch)-window))
-		}
+		pieces = append(pieces, a)
 	}
 	return raws, acts
 }
@@ -250,7 +248,7 @@ func concatAxis(xs []*Node, axis int) *Node {
 // String describes the layer configuration, for summaries.
 func (b *SeqConvBuilder) String() string {
 	agg := "windowed"
-	if b.window < 0 {
+	if b.dense {
 		agg = "dense"
 	}
 	return fmt.Sprintf("SeqConv %s k=%d out=%d bottleneck=%v subgroups=%d", agg, b.k, b.channels, b.bottleneck,

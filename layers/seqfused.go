@@ -2,6 +2,7 @@ package layers
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -46,12 +47,14 @@ func (i SeqConvImpl) String() string {
 
 // ParseSeqConvImpl converts a name ("fused", "direct") to a SeqConvImpl.
 func ParseSeqConvImpl(name string) (SeqConvImpl, error) {
-	for _, i := range []SeqConvImpl{SeqConvFused, SeqConvDirect} {
-		if i.String() == name {
-			return i, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown SeqConv implementation %q, expected fused|direct", name)
+	return parseEnum("SeqConv implementation", name, SeqConvFused, SeqConvDirect)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseSeqConvImpl, so that ParamSeqConvImpl may hold
+// a name (model.GetParamOr converts it).
+func (i *SeqConvImpl) UnmarshalText(text []byte) (err error) {
+	*i, err = ParseSeqConvImpl(string(text))
+	return err
 }
 
 // ParamSeqConvImpl is the scope hyperparameter (a SeqConvImpl or its name) that selects the implementation
@@ -59,40 +62,7 @@ func ParseSeqConvImpl(name string) (SeqConvImpl, error) {
 const ParamSeqConvImpl = "seqconv_impl"
 
 func seqConvImplFromScope(scope *model.Scope) SeqConvImpl {
-	return scopeEnum(scope, ParamSeqConvImpl, SeqConvFused, ParseSeqConvImpl)
-}
-
-// seqPlan is the channel bookkeeping of a SeqConv layer: the sequence is x (cin channels) followed by the
-// filters' k-wide outputs, and filter j reads the sequence channels [lo, hi) of view(j).
-type seqPlan struct {
-	cin, k, n int
-	window    int // in channels; <= 0: dense
-}
-
-// view returns the sequence channels [lo, hi) filter j reads.
-func (p seqPlan) view(j int) (lo, hi int) {
-	hi = p.cin + j*p.k
-	if p.window > 0 && hi > p.window {
-		lo = hi - p.window
-	}
-	return lo, hi
-}
-
-// piece returns the sequence channels [start, start+width) of piece i: 0 is x, i > 0 is filter i-1's output.
-func (p seqPlan) piece(i int) (start, width int) {
-	if i == 0 {
-		return 0, p.cin
-	}
-	return p.cin + (i-1)*p.k, p.k
-}
-
-// firstPiece returns the first piece filter j's view touches (it touches all pieces from there to j).
-func (p seqPlan) firstPiece(j int) int {
-	lo, _ := p.view(j)
-	if lo < p.cin {
-		return 0
-	}
-	return 1 + (lo-p.cin)/p.k
+	return model.GetParamOr(scope, ParamSeqConvImpl, SeqConvFused)
 }
 
 // seqFilter is one filter's first convolution as the fused implementation builds it.
@@ -268,8 +238,9 @@ func (b *SeqConvBuilder) doneFusedGathered(plan seqPlan, shortcuts []*Node) (raw
 			bmat := Concatenate(flipped, 1) // [width, kd]
 			var dp *Node
 			if len(masks) > 0 {
-				bn := Mul(ExpandAxes(bmat, 0), Concatenate(masks, 2))
-				dp = DotGeneral(Reshape(d, nImg, h*w, kd), []int{2}, []int{0}, bn, []int{2}, []int{0})
+				// Each image's flipped kernels, scaled by its dropout multipliers: [N, width, kd].
+				bPerImage := Mul(ExpandAxes(bmat, 0), Concatenate(masks, 2))
+				dp = DotGeneral(Reshape(d, nImg, h*w, kd), []int{2}, []int{0}, bPerImage, []int{2}, []int{0})
 			} else {
 				dp = DotGeneral(Reshape(d, nImg*h*w, kd), []int{1}, nil, bmat, []int{1}, nil)
 			}
@@ -431,7 +402,7 @@ func (b *SeqConvBuilder) doneFusedNative(plan seqPlan, shortcuts []*Node, loweri
 		f := filters[j]
 		lo, hi := plan.view(j)
 		var parts []*Node
-		if pos := indexOf(xReaders, j); pos >= 0 {
+		if pos := slices.Index(xReaders, j); pos >= 0 {
 			parts = append(parts, SliceAxis(xContrib, -1, AxisRange(pos*b.k, (pos+1)*b.k)))
 		}
 		if j > 0 {
@@ -471,13 +442,4 @@ func (b *SeqConvBuilder) doneFusedNative(plan seqPlan, shortcuts []*Node, loweri
 		newActs = append(newActs, a)
 	}
 	return raws, acts
-}
-
-func indexOf(xs []int, v int) int {
-	for i, x := range xs {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }

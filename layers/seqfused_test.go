@@ -1,7 +1,6 @@
 package layers
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -130,35 +129,6 @@ func TestSeqConvImplsAgree(t *testing.T) {
 			}
 			if len(names) < 4 {
 				t.Fatalf("no variable gradients compared: %v", names)
-			}
-		})
-	}
-}
-
-// TestSeqPlanViews checks the channel bookkeeping of the fused implementation against the direct one's
-// sliding window.
-func TestSeqPlanViews(t *testing.T) {
-	tests := []struct {
-		cin, k, n, window int
-		want              [][2]int
-		first             []int
-	}{
-		{cin: 4, k: 2, n: 3, window: 4, want: [][2]int{{0, 4}, {2, 6}, {4, 8}}, first: []int{0, 0, 1}},
-		{cin: 5, k: 2, n: 4, window: 5, want: [][2]int{{0, 5}, {2, 7}, {4, 9}, {6, 11}}, first: []int{0, 0, 0, 1}},
-		{cin: 4, k: 2, n: 3, window: -1, want: [][2]int{{0, 4}, {0, 6}, {0, 8}}, first: []int{0, 0, 0}},
-		{cin: 6, k: 2, n: 3, window: 4, want: [][2]int{{2, 6}, {4, 8}, {6, 10}}, first: []int{0, 0, 1}},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("cin=%d k=%d window=%d", tc.cin, tc.k, tc.window), func(t *testing.T) {
-			p := seqPlan{cin: tc.cin, k: tc.k, n: tc.n, window: tc.window}
-			for j := range tc.n {
-				lo, hi := p.view(j)
-				if lo != tc.want[j][0] || hi != tc.want[j][1] {
-					t.Errorf("view(%d) = [%d,%d), want %v", j, lo, hi, tc.want[j])
-				}
-				if got := p.firstPiece(j); got != tc.first[j] {
-					t.Errorf("firstPiece(%d) = %d, want %d", j, got, tc.first[j])
-				}
 			}
 		})
 	}

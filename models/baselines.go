@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
-	. "github.com/gomlx/gomlx/support/exceptions"
 	"github.com/seqconv/seqconv/layers"
 )
 
@@ -334,32 +332,12 @@ func dropout(scope *model.Scope, x *Node, p float64) *Node {
 // linear is PyTorch's nn.Linear on x [N, in]: "weight" [in, out] ~ U(-1/√in, 1/√in) (kaiming_uniform_ with
 // a=√5) and "bias" [out] ~ U(-1/√in, 1/√in), or zero with zeroBias (DenseNet). It is recorded as an OpLinear.
 func linear(scope *model.Scope, x *Node, out int, zeroBias bool) *Node {
-	if x.Rank() != 2 {
-		Panicf("models.linear(%s): want [N, features], got %s", scope.Scope(), x.Shape())
-	}
-	in := x.Shape().Dim(1)
-	g := x.Graph()
-	bound := 1 / math.Sqrt(float64(in))
-	w := scope.WithInitializer(uniformInit(scope, bound)).VariableWithShape("weight", shapes.Make(x.DType(), in, out))
+	bound := 1 / math.Sqrt(float64(x.Shape().Dim(-1)))
 	biasBound := bound
 	if zeroBias {
 		biasBound = 0
 	}
-	b := scope.WithInitializer(uniformInit(scope, biasBound)).VariableWithShape("bias", shapes.Make(x.DType(), out))
-	y := Add(DotGeneral(x, []int{1}, nil, w.NodeValue(g), []int{0}, nil), ExpandLeftToRank(b.NodeValue(g), 2))
-	layers.RecordOp(g, layers.OpRecord{Scope: scope.Scope(), Kind: layers.OpLinear, Out: y.Shape().Dimensions,
-		MACs: int64(in * out), Params: int64(in*out + out), Detail: fmt.Sprintf("linear %d->%d", in, out)})
-	return y
-}
-
-// uniformInit draws from U(-bound, bound) with the store's RNG (zeros when bound is 0).
-func uniformInit(scope *model.Scope, bound float64) model.VariableInitializer {
-	return func(g *Graph, shape shapes.Shape) *Node {
-		if bound == 0 {
-			return Zeros(g, shape)
-		}
-		return MulScalar(AddScalar(MulScalar(scope.RandomUniform(g, shape), 2), -1), bound)
-	}
+	return layers.Linear(scope, x, out, bound, biasBound)
 }
 
 // baselineString summarises a baseline config.

@@ -51,28 +51,41 @@ func (c Config) seqCfg(stage int) layers.SeqConvConfig {
 	}
 }
 
+// DenseWindowGroups returns a window g' (in groups, for Config.Window) that makes every windowed SeqConv layer
+// of c dense: with it, layers.View gives every filter its whole sequence [x, E_0, ..., E_{j-1}], which is
+// dense aggregation (Eq. 2).
+//
+// The widest sequence of a layer with C_in input channels, n filters and granularity k is the last filter's,
+// C_in + (n-1)*k channels. A residual layer of a stage of width w has C_in = w and n*k = w, so its sequences
+// are narrower than 2w; a downsampling extension layer before a stage of width w' has C_in + n*k = w' < 2w'.
+// Every sequence is thus narrower than twice the widest stage, and g' is the fewest groups of the smallest
+// granularity that read a sequence of 2*maxWidth channels whole (layers.DenseWindowGroups), ceil(2*maxWidth /
+// minK): a window of g'*k >= 2*maxWidth channels for every stage's k. It does not depend on c.Window, so it is
+// also correct for a model whose window was already set.
+func (c Config) DenseWindowGroups() int {
+	widths := c.Widths()
+	maxWidth, minK := 0, 0
+	for i, w := range widths {
+		maxWidth = max(maxWidth, w)
+		if k := c.StageK(i); minK == 0 || k < minK {
+			minK = k
+		}
+	}
+	if minK <= 0 {
+		return 1
+	}
+	return layers.DenseWindowGroups(2*maxWidth, minK)
+}
+
 // ParamRecompute is the scope hyperparameter (a bool, default false) that turns on gradient checkpointing
 // (GoMLX's Node.Checkpoint): the activations inside each residual block and downsampling layer are not kept
 // for the backward pass but recomputed from the block's inputs, trading about one more forward pass for the
 // memory of the large models (the authors do the same for SeqResNeXt). The result is the same.
 const ParamRecompute = "recompute"
 
-// recompute reports whether ParamRecompute is set in scope.
-func recompute(scope *model.Scope) bool {
-	v, found := scope.GetParam(ParamRecompute)
-	if !found || v == nil {
-		return false
-	}
-	b, ok := v.(bool)
-	if !ok {
-		Panicf("scope parameter %q: want a bool, got %T", ParamRecompute, v)
-	}
-	return b
-}
-
 // checkpoint marks the streams as the inputs of a recomputed block when ParamRecompute is set.
 func checkpoint(scope *model.Scope, raw, act *Node) (*Node, *Node) {
-	if !recompute(scope) {
+	if !model.GetParamOr(scope, ParamRecompute, false) {
 		return raw, act
 	}
 	if raw != nil {
@@ -93,7 +106,7 @@ func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
 	widths := c.Widths()
 	for i := range widths {
 		if i > 0 {
-			raw, act = checkpoint(scope, raw, act)
+			_, act = checkpoint(scope, nil, act) // the downsampling layer reads the activated stream only
 			ext := c.seqCfg(i - 1)
 			raw, act = layers.Downsample(scope.In("Downsample%d", i), act, layers.DownsampleConfig{
 				Channels:      widths[i],
@@ -109,7 +122,7 @@ func (c Config) stages(scope *model.Scope, raw, act *Node) *Node {
 			raw, act = layers.ResidualBlock(stage.In("%d", b), raw, act, c.seqCfg(i))
 		}
 	}
-	if recompute(scope) {
+	if model.GetParamOr(scope, ParamRecompute, false) {
 		act = act.StopCheckpoint()
 	}
 	return act
@@ -120,7 +133,7 @@ func (c Config) buildCIFAR(scope *model.Scope, x *Node) *Node {
 	_, a := layers.ConvUnit(scope.In("Init"), x).Channels(16).KernelSize(3).Stride(c.StemStride).Done()
 	head := c.seqCfg(0)
 	head.DropRate = 0 // the stem Head layer has no dropout
-	raw, act := applySeq(layers.SeqConv(scope.In("Head"), a).Dense(), head, widths[0])
+	raw, act := head.Apply(layers.SeqConv(scope.In("Head"), a)).Dense().Channels(widths[0]).Done()
 	act = c.stages(scope, raw, act)
 	act = layers.Dropout2d(scope, act, c.DropRate)
 	_, act = layers.ConvUnit(scope.In("Blender"), act).Channels(widths[len(widths)-1]).KernelSize(1).Done()
@@ -131,21 +144,12 @@ func (c Config) buildImageNet(scope *model.Scope, x *Node) *Node {
 	widths := c.Widths()
 	_, a := layers.ConvUnit(scope.In("Head0"), x).Channels(32).KernelSize(3).Stride(2).Done()
 	_, a = layers.ConvUnit(scope.In("Head1"), a).Channels(32).KernelSize(3).Done()
-	_, a = applySeq(layers.SeqConv(scope.In("Head2"), a).Dense(), c.seqCfg(0), widths[0])
+	_, a = c.seqCfg(0).Apply(layers.SeqConv(scope.In("Head2"), a)).Dense().Channels(widths[0]).Done()
 	raw, act := layers.ConvUnit(scope.In("ShrinkingLayer"), a).Channels(widths[0]).KernelSize(3).Stride(2).
 		Groups(layers.ShrinkGroups(widths[0], c.StageK(0), c.StageSubgroups(0))).Done()
 	act = c.stages(scope, raw, act)
 	_, act = layers.ConvUnit(scope.In("Blender"), act).Channels(widths[len(widths)-1]).KernelSize(1).Done()
 	return act
-}
-
-// applySeq configures a dense stem SeqConv (no window) from cfg and builds it.
-func applySeq(b *layers.SeqConvBuilder, cfg layers.SeqConvConfig, channels int) (raw, act *Node) {
-	b.Granularity(cfg.Granularity).Bottleneck(cfg.Bottleneck).DropRate(cfg.DropRate).Channels(channels)
-	if cfg.Subgroups > 1 {
-		b.Subgroups(cfg.Subgroups)
-	}
-	return b.Done()
 }
 
 // String summarises the config.

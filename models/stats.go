@@ -86,13 +86,8 @@ func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, er
 	}
 	var ops float64
 	for i, r := range prof.Records {
-		switch r.Kind {
-		case layers.OpConv:
-			stats.ConvMACs += r.MACs
-			stats.ConvLayers++
-		case layers.OpLinear:
-			stats.FCMACs += r.MACs
-		}
+		conv, fc, convs := macs(r)
+		stats.ConvMACs, stats.FCMACs, stats.ConvLayers = stats.ConvMACs+conv, stats.FCMACs+fc, stats.ConvLayers+convs
 		if r.Functional || (r.Module != "" && lastOfModule[r.Module] != i) {
 			continue // THOP counts modules only, and a reused module's last call only
 		}
@@ -100,6 +95,18 @@ func Inspect(backend compute.Backend, c Config, resolution int) (stats Stats, er
 	}
 	stats.PaperGFLOPs = ops / (1 << 30)
 	return stats, nil
+}
+
+// macs returns the multiply-accumulates per image that r adds to the convolutions' and to the fully connected
+// layers' counts, and the convolutions it adds (1 for a conv record).
+func macs(r layers.OpRecord) (conv, fc int64, convs int) {
+	switch r.Kind {
+	case layers.OpConv:
+		return r.MACs, 0, 1
+	case layers.OpLinear:
+		return 0, r.MACs, 0
+	}
+	return 0, 0, 0
 }
 
 // paperOps is the cost of one recorded op in the paper's convention (THOP 2019, docs/ARCHITECTURE.md, Counting).

@@ -86,14 +86,9 @@ func Summarize(stats Stats, depth int) []LayerSummary {
 	for _, g := range groups {
 		row := LayerSummary{Name: g.name}
 		for _, r := range g.records {
-			row.Params += r.Params
-			switch r.Kind {
-			case layers.OpConv:
-				row.ConvMACs += r.MACs
-				row.Convs++
-			case layers.OpLinear:
-				row.FCMACs += r.MACs
-			}
+			conv, fc, convs := macs(r)
+			row.Params, row.ConvMACs, row.FCMACs, row.Convs = row.Params+r.Params, row.ConvMACs+conv, row.FCMACs+fc,
+				row.Convs+convs
 		}
 		row.Out = groupOutput(g.records)
 		row.Description = describe(g.name, g.records)
