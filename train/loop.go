@@ -30,12 +30,6 @@ import (
 	"github.com/seqconv/seqconv/models"
 )
 
-// Defaults applied by Run (and Config.WithDefaults) to zero-valued Config fields.
-const (
-	DefaultSchedule = "multistep"
-	DefaultGamma    = 0.1
-)
-
 // Config configures a training run (see Run). Zero values of Schedule, Gamma and EvalBatchSize
 // get defaults (see WithDefaults); every other field is used as given.
 type Config struct {
@@ -56,8 +50,8 @@ type Config struct {
 	Nesterov      bool    `json:"nesterov"`
 	NoDecayBNBias bool    `json:"no_decay_bn_bias"`
 
-	// Schedule is "multistep" (the default), "cosine" or "constant"; Milestones, Gamma
-	// (default 0.1) and WarmupEpochs are passed to ParseSchedule. The learning rate is set once at
+	// Schedule is "multistep", "cosine" or "constant" (default: DefaultRecipe's); Milestones, Gamma
+	// (default: DefaultRecipe's) and WarmupEpochs are passed to ParseSchedule. The learning rate is set once at
 	// the start of every epoch e (counting from 0) to Schedule.LR(e), as PyTorch schedulers
 	// stepped once per epoch do.
 	Schedule     string  `json:"schedule"`
@@ -116,14 +110,15 @@ type Config struct {
 	Log io.Writer `json:"-"`
 }
 
-// WithDefaults returns c with the defaults applied to zero-valued fields: Schedule
-// DefaultSchedule, Gamma DefaultGamma and EvalBatchSize BatchSize.
+// WithDefaults returns c with the defaults applied to zero-valued fields: Schedule and Gamma
+// those of DefaultRecipe, EvalBatchSize BatchSize.
 func (c Config) WithDefaults() Config {
+	d := DefaultRecipe()
 	if c.Schedule == "" {
-		c.Schedule = DefaultSchedule
+		c.Schedule = d.Schedule
 	}
 	if c.Gamma == 0 {
-		c.Gamma = DefaultGamma
+		c.Gamma = d.Gamma
 	}
 	if c.EvalBatchSize == 0 {
 		c.EvalBatchSize = c.BatchSize

@@ -146,8 +146,8 @@ func (o *experimentOptions) validate() error {
 		return usagef("--epochs must be >= 1, got %d", o.epochs)
 	case o.maxTrain < 0:
 		return usagef("--max-train-images must be >= 0 (0: all), got %d", o.maxTrain)
-	case o.maxTrain > 0 && o.maxTrain < defaultBatch:
-		return usagef("--max-train-images must be 0 (all) or at least one batch (%d), got %d", defaultBatch, o.maxTrain)
+	case o.maxTrain > 0 && o.maxTrain < train.DefaultRecipe().BatchSize:
+		return usagef("--max-train-images must be 0 (all) or at least one batch (%d), got %d", train.DefaultRecipe().BatchSize, o.maxTrain)
 	case o.maxEval < 0:
 		return usagef("--max-eval-images must be >= 0 (0: all), got %d", o.maxEval)
 	case o.granularity < 0:
@@ -330,14 +330,11 @@ type experimentVariant struct {
 // trainConfig returns the training config of a variant: "seqconv train"'s MNIST defaults with the
 // experiment's epochs, image limits and seed.
 func (o *experimentOptions) trainConfig(cfg models.Config, runDir string, progress bool) train.Config {
-	return train.Config{
-		Model: cfg, Epochs: o.epochs, BatchSize: defaultBatch, LR: defaultLR, Momentum: defaultMomentum,
-		WeightDecay: defaultWeightDecay, Nesterov: defaultNesterov, NoDecayBNBias: defaultNoDecayBNBias,
-		Schedule: defaultSchedule, Gamma: defaultGamma, WarmupEpochs: defaultWarmup,
-		LabelSmoothing: defaultLabelSmoothing, Seed: o.seed, RunDir: runDir, Data: defaultData,
-		Augmentation: experimentAugmentation, EvalBatchSize: defaultEvalBatch, Progress: progress,
-		MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
-	}
+	r := train.DefaultRecipe()
+	r.Epochs, r.Augmentation = o.epochs, experimentAugmentation
+	c := r.Config(cfg, runDir)
+	c.Seed, c.Data, c.Progress, c.MaxTrainImages, c.MaxEvalImages = o.seed, defaultData, progress, o.maxTrain, o.maxEval
+	return c
 }
 
 // experimentAugmentation is the training augmentation of the experiment, "seqconv train"'s MNIST
