@@ -25,31 +25,6 @@ import (
 	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
-// Names of the files and sub-directories Run writes in a run directory.
-const (
-	// ConfigFile holds the training Config (with the model config) as JSON.
-	ConfigFile = "config.json"
-	// ResultsFile holds one CSV row per epoch, see ResultsHeader.
-	ResultsFile = "results.csv"
-	// ResultsJSONFile holds one JSON object per epoch (an EpochResult, with the keys of
-	// ResultsHeader), one per line.
-	ResultsJSONFile = "results.jsonl"
-	// ClassesFile holds the class names of the training set as a JSON array (label l is element
-	// l), when the set names its classes.
-	ClassesFile = "classes.json"
-	// LatestDir holds the latest checkpoints (weights, batch-norm statistics, optimizer state,
-	// global step, random number generator state and training position), the last
-	// KeepCheckpoints of them.
-	LatestDir = "checkpoint"
-	// BestDir holds one checkpoint: a copy of the checkpoint of the epoch with the lowest
-	// validation error so far.
-	BestDir = "best"
-)
-
-// KeepCheckpoints is the number of complete checkpoints kept in a run's LatestDir: when the
-// newest is corrupt, Resume falls back to the previous one.
-const KeepCheckpoints = 2
-
 // A checkpoint named N (e.g. "checkpoint-n0000012-step-00000960") in a checkpoint directory is
 // made of these files, written in this order, each atomically (a temporary file, fsync, rename):
 //
