@@ -18,6 +18,7 @@ import (
 	gtrain "github.com/gomlx/gomlx/ml/train"
 	"github.com/gomlx/gomlx/ml/train/metric"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/checkpoint"
 	"github.com/seqconv/seqconv/layers"
 	"github.com/seqconv/seqconv/models"
 )
@@ -210,13 +211,14 @@ type runner struct {
 	trainLoader EpochLoader
 	evalLoader  EpochLoader
 	evaluator   *evaluator
-	resumeFrom  *loadedCheckpoint // the checkpoint Resume continues from.
+	resumeFrom  *savedCheckpoint // the checkpoint Resume continues from.
 
 	steps          int // steps per epoch.
 	startEpoch     int // epoch (from 0) the run starts at, and the steps of it already done.
 	startStep      int
 	epoch          int     // current epoch, from 1.
 	step           int     // steps done in the current epoch.
+	batchLoss      float64 // loss of the current step's batch.
 	skip           int     // steps of the current epoch done before this session.
 	savedStep      int     // step of the current epoch last checkpointed (-1: none).
 	lossSum        float64 // sums of the batch losses and errors of the current epoch.
@@ -240,7 +242,7 @@ func (r *runner) setup(opt *SGDOptimizer) error {
 	cfg := r.cfg
 	r.store = model.NewStore()
 	if r.resumeFrom != nil {
-		if err := r.resumeFrom.restore(r.store); err != nil {
+		if err := r.resumeFrom.Restore(r.store); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
 	} else if err := r.store.SetRNGStateFromSeed(cfg.Seed); err != nil {
@@ -263,45 +265,99 @@ func (r *runner) setup(opt *SGDOptimizer) error {
 	if r.resumeFrom != nil {
 		if gs := r.trainer.GlobalStep(); gs != r.resumeFrom.state.GlobalStep {
 			return fmt.Errorf("resume: checkpoint %s holds global step %d but its state says %d",
-				r.resumeFrom.name, gs, r.resumeFrom.state.GlobalStep)
+				r.resumeFrom.Name, gs, r.resumeFrom.state.GlobalStep)
 		}
 	}
 	r.prog = newProgress(r.out, cfg.Progress, cfg.Epochs)
 	r.loop = gtrain.NewLoop(r.trainer)
-	r.loop.OnStep("seqconv: check loss, checkpoint, progress, cancellation", 0, r.onStep)
+	r.addStepHooks()
 	return nil
 }
 
-// onStep is the loop's step hook: it stops on a non-finite loss (saving nothing), accumulates the
-// epoch's training loss and error, saves the periodic checkpoints, updates the progress line and
-// stops, after saving a checkpoint, when the context is cancelled.
-func (r *runner) onStep(_ *gtrain.Loop, metrics []*tensors.Tensor) error {
+// Priorities of the loop's step hooks (see gtrain.Loop.OnStep; the lowest run first): count the step,
+// stop on a non-finite loss before anything else sees it, accumulate the epoch's metrics, update the
+// progress line, save the periodic checkpoint, and last stop if the context is cancelled.
+const (
+	priorityCountStep gtrain.Priority = iota - 3
+	priorityCheckLoss
+	priorityAccumulate
+	priorityProgress
+	priorityCheckpoint
+	priorityCancel
+)
+
+// addStepHooks registers the run's step hooks on the loop.
+func (r *runner) addStepHooks() {
+	for _, h := range []struct {
+		name     string
+		priority gtrain.Priority
+		fn       func(metrics []*tensors.Tensor) error
+	}{
+		{"seqconv: count the step", priorityCountStep, r.countStep},
+		{"seqconv: stop on a non-finite loss", priorityCheckLoss, r.checkLoss},
+		{"seqconv: accumulate the epoch's loss and error", priorityAccumulate, r.accumulate},
+		{"seqconv: progress line", priorityProgress, r.showProgress},
+		{"seqconv: periodic checkpoint", priorityCheckpoint, r.periodicCheckpoint},
+		{"seqconv: stop when cancelled", priorityCancel, r.checkCancel},
+	} {
+		r.loop.OnStep(h.name, h.priority, func(_ *gtrain.Loop, metrics []*tensors.Tensor) error {
+			// The error is kept as it is: the loop would wrap it with the hook's name.
+			r.stepErr = h.fn(metrics)
+			return r.stepErr
+		})
+	}
+}
+
+// countStep counts the steps of the epoch and reads the batch loss.
+func (r *runner) countStep(metrics []*tensors.Tensor) error {
 	r.step++
-	batchLoss := scalar(metrics[trainMetricBatchLoss])
-	if math.IsNaN(batchLoss) || math.IsInf(batchLoss, 0) {
-		r.stepErr = fmt.Errorf("%w: the loss is %v at epoch %d/%d, step %d/%d (global step %d): "+
+	r.batchLoss = scalar(metrics[trainMetricBatchLoss])
+	return nil
+}
+
+// checkLoss stops on a non-finite loss, saving nothing.
+func (r *runner) checkLoss([]*tensors.Tensor) error {
+	if math.IsNaN(r.batchLoss) || math.IsInf(r.batchLoss, 0) {
+		return fmt.Errorf("%w: the loss is %v at epoch %d/%d, step %d/%d (global step %d): "+
 			"stopping without saving this state, the last checkpoint is the last good one (try a lower learning rate)",
-			ErrNonFiniteLoss, nanOrInf(batchLoss), r.epoch, r.cfg.Epochs, r.step, r.steps, r.trainer.GlobalStep())
-		return r.stepErr
-	}
-	r.lossSum += batchLoss
-	r.errSum += scalar(metrics[trainMetricBatchError])
-	r.prog.step(r.step, (r.step-r.skip)*r.cfg.BatchSize, batchLoss)
-	if n := r.cfg.CheckpointEverySteps; n > 0 && r.step%n == 0 && r.step < r.steps {
-		if err := r.saveMidEpoch(); err != nil {
-			r.stepErr = err
-			return err
-		}
-	}
-	if err := r.ctx.Err(); err != nil {
-		r.stepErr = fmt.Errorf("interrupted at epoch %d/%d, step %d/%d: %w",
-			r.epoch, r.cfg.Epochs, r.step, r.steps, err)
-		if serr := r.saveMidEpoch(); serr != nil {
-			r.stepErr = fmt.Errorf("%w (and saving a checkpoint failed: %v)", r.stepErr, serr)
-		}
-		return r.stepErr
+			ErrNonFiniteLoss, nanOrInf(r.batchLoss), r.epoch, r.cfg.Epochs, r.step, r.steps, r.trainer.GlobalStep())
 	}
 	return nil
+}
+
+// accumulate sums the epoch's training batch losses and errors.
+func (r *runner) accumulate(metrics []*tensors.Tensor) error {
+	r.lossSum += r.batchLoss
+	r.errSum += scalar(metrics[trainMetricBatchError])
+	return nil
+}
+
+// showProgress updates the progress line.
+func (r *runner) showProgress([]*tensors.Tensor) error {
+	r.prog.step(r.step, (r.step-r.skip)*r.cfg.BatchSize, r.batchLoss)
+	return nil
+}
+
+// periodicCheckpoint saves the checkpoints of Config.CheckpointEverySteps within an epoch (the
+// epoch's end saves its own).
+func (r *runner) periodicCheckpoint([]*tensors.Tensor) error {
+	if n := r.cfg.CheckpointEverySteps; n > 0 && r.step%n == 0 && r.step < r.steps {
+		return r.saveMidEpoch()
+	}
+	return nil
+}
+
+// checkCancel stops, after saving a checkpoint of the state reached, when the context is cancelled.
+func (r *runner) checkCancel([]*tensors.Tensor) error {
+	err := r.ctx.Err()
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("interrupted at epoch %d/%d, step %d/%d: %w", r.epoch, r.cfg.Epochs, r.step, r.steps, err)
+	if serr := r.saveMidEpoch(); serr != nil {
+		err = fmt.Errorf("%w (and saving a checkpoint failed: %v)", err, serr)
+	}
+	return err
 }
 
 // saveMidEpoch checkpoints the state within the current epoch (unless already saved at this step).
@@ -457,13 +513,13 @@ func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 	var name string
 	err = catch(func() error {
 		var err error
-		if name, err = nextCheckpointName(r.latestDir, st.GlobalStep); err != nil {
+		if name, err = checkpoint.NextName(r.latestDir, st.GlobalStep); err != nil {
 			return err
 		}
 		if newBest {
 			st.BestValidError, st.BestEpoch, st.BestCheckpoint = jsonFloat(er.ValidError), e+1, name
 		}
-		return writeCheckpoint(r.store, r.latestDir, name, st, KeepCheckpoints)
+		return checkpoint.Write(r.store, r.latestDir, name, st, KeepCheckpoints)
 	})
 	if err != nil {
 		return er, fmt.Errorf("saving the checkpoint of epoch %d: %w", e+1, err)
@@ -471,7 +527,7 @@ func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 	r.savedStep = 0
 	if newBest {
 		r.result.BestValidError, r.result.BestEpoch, r.bestCheckpoint = er.ValidError, e+1, name
-		if err := copyCheckpoint(r.latestDir, name, r.bestDir); err != nil {
+		if err := checkpoint.Copy(r.latestDir, name, r.bestDir); err != nil {
 			return er, fmt.Errorf("saving the best checkpoint (epoch %d): %w", e+1, err)
 		}
 	}

@@ -16,7 +16,8 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/ml/model/checkpoint"
+	gomlxckpt "github.com/gomlx/gomlx/ml/model/checkpoint"
+	"github.com/seqconv/seqconv/checkpoint"
 	"github.com/seqconv/seqconv/data"
 	"github.com/seqconv/seqconv/models"
 )
@@ -221,12 +222,12 @@ func TestRun(t *testing.T) {
 		want int
 	}{{LatestDir, KeepCheckpoints}, {BestDir, 1}} {
 		dir := filepath.Join(runDirs[0], c.dir)
-		names, err := listCheckpoints(dir)
+		names, err := checkpoint.List(dir)
 		if err != nil || len(names) != c.want {
 			t.Fatalf("%s: %d checkpoints (err %v), want %d", dir, len(names), err, c.want)
 		}
 		store := model.NewStore()
-		if _, err := checkpoint.Load(store).Dir(dir).Immediate().Done(); err != nil {
+		if _, err := gomlxckpt.Load(store).Dir(dir).Immediate().Done(); err != nil {
 			t.Fatalf("loading %s: %v", dir, err)
 		}
 		numTrainable := 0
@@ -286,8 +287,8 @@ func TestRunNaN(t *testing.T) {
 	if res == nil || res.Epochs != 0 {
 		t.Errorf("result: %+v", res)
 	}
-	names, _ := listCheckpoints(filepath.Join(dir, LatestDir))
-	bestNames, _ := listCheckpoints(filepath.Join(dir, BestDir))
+	names, _ := checkpoint.List(filepath.Join(dir, LatestDir))
+	bestNames, _ := checkpoint.List(filepath.Join(dir, BestDir))
 	if len(names)+len(bestNames) != 0 {
 		t.Errorf("checkpoints saved after NaN: %v %v", names, bestNames)
 	}

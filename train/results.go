@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
 // EpochResult are the statistics of one epoch: one row of results.csv and one line of
@@ -105,7 +107,7 @@ func openResults(dir string, history []EpochResult) (*resultsWriter, error) {
 		b    []byte
 		dst  **os.File
 	}{{ResultsFile, csvBuf.Bytes(), &w.csvFile}, {ResultsJSONFile, jsonBuf.Bytes(), &w.jsonl}} {
-		if _, err := writeBytesAtomic(dir, f.name, f.b); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, f.name), f.b); err != nil {
 			_ = w.close()
 			return nil, fmt.Errorf("writing %s: %w", f.name, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/seqconv/seqconv/checkpoint"
 )
 
 // prepareResume checks the run directory's config.json against the run's, finds the newest good
@@ -26,42 +27,42 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 		return fmt.Errorf("resume %s: the run would differ from its %s: %s", dir, ConfigFile,
 			strings.Join(diffs, "; "))
 	}
-	removeTempFiles(r.latestDir)
-	entries, err := scanCheckpoints(r.latestDir)
+	checkpoint.RemoveTemp(r.latestDir)
+	entries, err := checkpoint.Scan(r.latestDir)
 	if err != nil {
 		return fmt.Errorf("resume %s: listing checkpoints: %w", dir, err)
 	}
-	if len(entries) > 0 && isLegacy(entries) {
+	if len(entries) > 0 && checkpoint.IsLegacy(entries) {
 		return fmt.Errorf("resume %s: its checkpoints have no manifest and no training state "+
 			"(written by an older seqconv): it cannot be resumed", dir)
 	}
 	var problems []error
 	for i := len(entries) - 1; i >= 0 && r.resumeFrom == nil; i-- {
 		e := entries[i]
-		if !e.complete() {
+		if !e.Complete() {
 			r.warnf("checkpoint %s has no manifest (%s): it is incomplete (interrupted while saving?): "+
-				"setting it aside as %s* and falling back to the previous checkpoint", e.name,
-				e.name+checkpointManifest, incompletePrefix+e.name)
-			problems = append(problems, corruptf("%s has no manifest %s: incomplete",
-				filepath.Join(r.latestDir, e.name), e.name+checkpointManifest))
-			if err := quarantineCheckpoint(r.latestDir, e, incompletePrefix); err != nil {
+				"setting it aside as %s* and falling back to the previous checkpoint", e.Name,
+				e.Name+checkpoint.ManifestSuffix, checkpoint.IncompletePrefix+e.Name)
+			problems = append(problems, checkpoint.Corruptf("%s has no manifest %s: incomplete",
+				filepath.Join(r.latestDir, e.Name), e.Name+checkpoint.ManifestSuffix))
+			if err := checkpoint.SetAside(r.latestDir, e, checkpoint.IncompletePrefix); err != nil {
 				return fmt.Errorf("resume %s: %w", dir, err)
 			}
 			continue
 		}
-		c, err := readCheckpoint(r.latestDir, e.name, true)
+		c, err := readCheckpoint(r.latestDir, e.Name)
 		if err == nil && c.state == nil {
-			err = corruptf("%s has no training state", filepath.Join(r.latestDir, e.name+checkpointState))
+			err = checkpoint.Corruptf("%s has no training state", filepath.Join(r.latestDir, e.Name+checkpoint.StateSuffix))
 		}
 		if err == nil && c.state.StepsPerEpoch != r.steps {
 			err = fmt.Errorf("checkpoint %s has %d steps per epoch, but the data and batch size give %d",
-				e.name, c.state.StepsPerEpoch, r.steps)
+				e.Name, c.state.StepsPerEpoch, r.steps)
 			return fmt.Errorf("resume %s: %w", dir, err)
 		}
 		if err != nil {
 			problems = append(problems, err)
-			r.warnf("%v: setting it aside as %s* and falling back to the previous checkpoint", err, corruptPrefix+e.name)
-			if qerr := quarantineCheckpoint(r.latestDir, e, corruptPrefix); qerr != nil {
+			r.warnf("%v: setting it aside as %s* and falling back to the previous checkpoint", err, checkpoint.CorruptPrefix+e.Name)
+			if qerr := checkpoint.SetAside(r.latestDir, e, checkpoint.CorruptPrefix); qerr != nil {
 				return fmt.Errorf("resume %s: %w", dir, qerr)
 			}
 			continue
@@ -77,7 +78,7 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 	st := r.resumeFrom.state
 	if st.Epoch > r.cfg.Epochs || (st.Epoch == r.cfg.Epochs && st.Step > 0) {
 		return fmt.Errorf("resume %s: checkpoint %s is at epoch %d, beyond the run's %d epochs",
-			dir, r.resumeFrom.name, st.Epoch, r.cfg.Epochs)
+			dir, r.resumeFrom.Name, st.Epoch, r.cfg.Epochs)
 	}
 	r.history = slices.Clone(st.History)
 	r.startEpoch, r.startStep = st.Epoch, st.Step
@@ -85,12 +86,12 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 	r.result.BestValidError, r.result.BestEpoch = float64(st.BestValidError), st.BestEpoch
 	r.bestCheckpoint = st.BestCheckpoint
 	r.savedStep = st.Step
-	r.result.ResumedFrom, r.result.ResumedEpoch, r.result.ResumedStep = r.resumeFrom.name, st.Epoch, st.Step
+	r.result.ResumedFrom, r.result.ResumedEpoch, r.result.ResumedStep = r.resumeFrom.Name, st.Epoch, st.Step
 	r.syncBest()
 	if st.Step == 0 {
-		fmt.Fprintf(r.out, "resuming from %s, after epoch %d/%d\n", r.resumeFrom.name, st.Epoch, r.cfg.Epochs)
+		fmt.Fprintf(r.out, "resuming from %s, after epoch %d/%d\n", r.resumeFrom.Name, st.Epoch, r.cfg.Epochs)
 	} else {
-		fmt.Fprintf(r.out, "resuming from %s, at epoch %d/%d, step %d/%d\n", r.resumeFrom.name, st.Epoch+1,
+		fmt.Fprintf(r.out, "resuming from %s, at epoch %d/%d, step %d/%d\n", r.resumeFrom.Name, st.Epoch+1,
 			r.cfg.Epochs, st.Step, r.steps)
 	}
 	return nil
@@ -101,7 +102,7 @@ func (r *runner) prepareResume(opt *SGDOptimizer) error {
 // that each can be printed on its own line.
 func (r *runner) noGoodCheckpoint(problems []error) error {
 	errs := []error{fmt.Errorf("resume %s: no good checkpoint left in %s (set aside with the prefixes %s and %s):",
-		r.cfg.RunDir, r.latestDir, corruptPrefix, incompletePrefix)}
+		r.cfg.RunDir, r.latestDir, checkpoint.CorruptPrefix, checkpoint.IncompletePrefix)}
 	errs = append(errs, problems...)
 	if info, err := LatestCheckpointInfo(r.bestDir); err == nil {
 		errs = append(errs, fmt.Errorf("%s holds an intact checkpoint, %s: copy its files into %s to resume from it, "+
@@ -117,14 +118,14 @@ func (r *runner) syncBest() {
 	if r.bestCheckpoint == "" {
 		return
 	}
-	if names, _ := listCheckpoints(r.bestDir); len(names) == 1 && names[0] == r.bestCheckpoint {
+	if names, _ := checkpoint.List(r.bestDir); len(names) == 1 && names[0] == r.bestCheckpoint {
 		return
 	}
-	entries, _ := scanCheckpoints(r.latestDir)
+	entries, _ := checkpoint.Scan(r.latestDir)
 	for _, e := range entries {
-		if e.name == r.bestCheckpoint && e.complete() {
-			if err := copyCheckpoint(r.latestDir, e.name, r.bestDir); err != nil {
-				r.warnf("restoring the best checkpoint %s: %v", e.name, err)
+		if e.Name == r.bestCheckpoint && e.Complete() {
+			if err := checkpoint.Copy(r.latestDir, e.Name, r.bestDir); err != nil {
+				r.warnf("restoring the best checkpoint %s: %v", e.Name, err)
 			}
 			return
 		}

@@ -10,7 +10,9 @@ import (
 	"reflect"
 	"slices"
 
+	"github.com/seqconv/seqconv/checkpoint"
 	"github.com/seqconv/seqconv/data"
+	"github.com/seqconv/seqconv/internal/atomicfile"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -98,7 +100,7 @@ func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 		return fmt.Errorf("creating run directory: %w", err)
 	}
 	for _, d := range []string{r.latestDir, r.bestDir} {
-		entries, err := scanCheckpoints(d)
+		entries, err := checkpoint.Scan(d)
 		if err != nil {
 			return fmt.Errorf("run directory %s: %w", dir, err)
 		}
@@ -111,7 +113,7 @@ func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", ConfigFile, err)
 	}
-	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, ConfigFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("writing %s: %w", ConfigFile, err)
 	}
 	if names := r.trainData.ClassNames(); len(names) > 0 {
@@ -119,7 +121,7 @@ func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 		if err != nil {
 			return fmt.Errorf("encoding %s: %w", ClassesFile, err)
 		}
-		if _, err := writeBytesAtomic(dir, ClassesFile, append(b, '\n')); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, ClassesFile), append(b, '\n')); err != nil {
 			return fmt.Errorf("writing %s: %w", ClassesFile, err)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/checkpoint"
+	"github.com/seqconv/seqconv/internal/atomicfile"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -30,7 +32,7 @@ func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *mo
 		return models.Config{}, nil, errors.New("load run: nil backend")
 	}
 	ckptDir := RunCheckpointDir(dir, best)
-	names, err := listCheckpoints(ckptDir)
+	names, err := checkpoint.List(ckptDir)
 	if err != nil {
 		return models.Config{}, nil, fmt.Errorf("run directory %s: listing checkpoints: %w", dir, err)
 	}
@@ -127,7 +129,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	}
 	latestDir, bestDir := filepath.Join(dir, LatestDir), filepath.Join(dir, BestDir)
 	for _, d := range []string{latestDir, bestDir} {
-		names, err := listCheckpoints(d)
+		names, err := checkpoint.List(d)
 		if err != nil {
 			return fmt.Errorf("run directory %s: %w", dir, err)
 		}
@@ -151,7 +153,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", ConfigFile, err)
 	}
-	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, ConfigFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("writing %s: %w", ConfigFile, err)
 	}
 	var name string
@@ -166,7 +168,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	if err != nil {
 		return err
 	}
-	if err := copyCheckpoint(latestDir, name, bestDir); err != nil {
+	if err := checkpoint.Copy(latestDir, name, bestDir); err != nil {
 		return fmt.Errorf("%w", err)
 	}
 	return nil
