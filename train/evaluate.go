@@ -15,6 +15,12 @@ import (
 	"github.com/seqconv/seqconv/models"
 )
 
+// Evaluation is what Evaluate computes: the mean cross-entropy loss and the top-1 and top-5 errors
+// (in %).
+type Evaluation struct {
+	Loss, Top1Error, Top5Error float64
+}
+
 // Evaluate computes, in inference mode, the mean cross-entropy loss and the top-1 and top-5 errors
 // (in %) of the model modelCfg with the variables of store on ds, in batches of batchSize images
 // (in order, the last batch possibly smaller, with ds's evaluation pipeline): exact means over the
@@ -22,43 +28,43 @@ import (
 // (e.g. a checkpoint attached with LoadCheckpoint) or else initialized randomly. The set must have
 // the model's channels and classes. It stops with ctx's error when ctx is cancelled.
 func Evaluate(ctx context.Context, backend compute.Backend, store *model.Store, modelCfg models.Config,
-	ds Dataset, batchSize int) (loss, top1, top5 float64, err error) {
+	ds Dataset, batchSize int) (Evaluation, error) {
 	if err := modelCfg.Validate(); err != nil {
-		return 0, 0, 0, fmt.Errorf("evaluate: model %s: %w", modelCfg.Name, err)
+		return Evaluation{}, fmt.Errorf("evaluate: model %s: %w", modelCfg.Name, err)
 	}
 	if batchSize < 1 {
-		return 0, 0, 0, fmt.Errorf("evaluate: batch size must be >= 1, got %d", batchSize)
+		return Evaluation{}, fmt.Errorf("evaluate: batch size must be >= 1, got %d", batchSize)
 	}
 	if ds == nil {
-		return 0, 0, 0, errors.New("evaluate: no data set")
+		return Evaluation{}, errors.New("evaluate: no data set")
 	}
 	if err := ds.Validate(); err != nil {
-		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+		return Evaluation{}, fmt.Errorf("evaluate: %w", err)
 	}
 	if ds.Channels() != modelCfg.InChannels || ds.NumClasses() != modelCfg.Classes {
-		return 0, 0, 0, fmt.Errorf("evaluate: set %q (%d channels, %d classes) does not fit model %s (%d channels, %d classes)",
+		return Evaluation{}, fmt.Errorf("evaluate: set %q (%d channels, %d classes) does not fit model %s (%d channels, %d classes)",
 			ds.Name(), ds.Channels(), ds.NumClasses(), modelCfg.Name, modelCfg.InChannels, modelCfg.Classes)
 	}
 	ev, err := newEvaluator(backend, store, modelCfg)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+		return Evaluation{}, fmt.Errorf("evaluate: %w", err)
 	}
 	defer ev.finalize()
-	loss, top1, top5, err = ev.evaluate(ctx, ds.NewLoader(LoaderOptions{BatchSize: batchSize}), ds.Name())
+	e, err := ev.evaluate(ctx, ds.NewLoader(LoaderOptions{BatchSize: batchSize}), ds.Name())
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("evaluate: %w", err)
+		return Evaluation{}, fmt.Errorf("evaluate: %w", err)
 	}
-	return loss, top1, top5, nil
+	return e, nil
 }
 
 // EvaluateCheckpoint is Evaluate with the variables of the latest checkpoint in dir (for a run
 // directory, filepath.Join(runDir, BestDir) or filepath.Join(runDir, LatestDir)), loaded into a
 // fresh store.
 func EvaluateCheckpoint(ctx context.Context, backend compute.Backend, dir string, modelCfg models.Config,
-	ds Dataset, batchSize int) (loss, top1, top5 float64, err error) {
+	ds Dataset, batchSize int) (Evaluation, error) {
 	store := model.NewStore()
 	if _, err := LoadCheckpoint(store, dir); err != nil {
-		return 0, 0, 0, err
+		return Evaluation{}, err
 	}
 	return Evaluate(ctx, backend, store, modelCfg, ds, batchSize)
 }
@@ -126,7 +132,7 @@ func (ev *evaluator) finalize() {
 }
 
 // evaluate runs one epoch of loader and returns the mean loss and the top-1 and top-5 errors (%).
-func (ev *evaluator) evaluate(ctx context.Context, loader gtrain.Dataset, name string) (loss, top1, top5 float64, err error) {
+func (ev *evaluator) evaluate(ctx context.Context, loader gtrain.Dataset, name string) (Evaluation, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -134,7 +140,7 @@ func (ev *evaluator) evaluate(ctx context.Context, loader gtrain.Dataset, name s
 	n := 0
 	for batch, err := range (ctxDataset{Dataset: loader, ctx: ctx}).Iter() {
 		if err != nil {
-			return 0, 0, 0, err
+			return Evaluation{}, err
 		}
 		bs := batch.Labels[0].Shape().Dim(0)
 		var outs []*tensors.Tensor
@@ -145,7 +151,7 @@ func (ev *evaluator) evaluate(ctx context.Context, loader gtrain.Dataset, name s
 		})
 		_ = batch.Finalize()
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("batch of images %d-%d: %w", n, n+bs, err)
+			return Evaluation{}, fmt.Errorf("batch of images %d-%d: %w", n, n+bs, err)
 		}
 		for i := range sums {
 			sums[i] += scalar(outs[i])
@@ -154,7 +160,8 @@ func (ev *evaluator) evaluate(ctx context.Context, loader gtrain.Dataset, name s
 		n += bs
 	}
 	if n == 0 {
-		return 0, 0, 0, fmt.Errorf("set %q is empty", name)
+		return Evaluation{}, fmt.Errorf("set %q is empty", name)
 	}
-	return sums[0] / float64(n), 100 * sums[1] / float64(n), 100 * sums[2] / float64(n), nil
+	return Evaluation{Loss: sums[0] / float64(n), Top1Error: 100 * sums[1] / float64(n),
+		Top5Error: 100 * sums[2] / float64(n)}, nil
 }

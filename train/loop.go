@@ -493,7 +493,8 @@ func (r *runner) runEpoch(e, skip int) (EpochResult, error) {
 
 	r.prog.status(fmt.Sprintf("epoch %d/%d evaluating %d images...", e+1, r.cfg.Epochs, r.validData.Len()))
 	r.evalLoader.SetEpoch(0)
-	er.ValidLoss, er.ValidError, er.ValidTop5Error, err = r.evaluator.evaluate(r.ctx, r.evalLoader, r.validData.Name())
+	ev, err := r.evaluator.evaluate(r.ctx, r.evalLoader, r.validData.Name())
+	er.ValidLoss, er.ValidError, er.ValidTop5Error = ev.Loss, ev.Top1Error, ev.Top5Error
 	if err != nil {
 		if cerr := r.ctx.Err(); cerr != nil {
 			return er, fmt.Errorf("interrupted while evaluating epoch %d/%d (its training is saved): %w",

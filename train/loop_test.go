@@ -247,11 +247,12 @@ func TestRun(t *testing.T) {
 
 	// Evaluate the best checkpoint: it matches the best epoch's validation statistics.
 	cfg := tinyConfig(t, "")
-	loss, top1, top5, err := EvaluateCheckpoint(context.Background(), b, filepath.Join(runDirs[0], BestDir),
+	ev, err := EvaluateCheckpoint(context.Background(), b, filepath.Join(runDirs[0], BestDir),
 		cfg.Model, validSet, 40)
 	if err != nil {
 		t.Fatal(err)
 	}
+	loss, top1, top5 := ev.Loss, ev.Top1Error, ev.Top5Error
 	best := res.History[res.BestEpoch-1]
 	if math.Abs(top1-best.ValidError) > 1e-3 || math.Abs(loss-best.ValidLoss) > 1e-3*math.Max(1, loss) || top5 != 0 {
 		t.Errorf("EvaluateCheckpoint(best): loss %v top1 %v top5 %v, want %v %v 0", loss, top1, top5,

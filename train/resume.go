@@ -15,7 +15,7 @@ import (
 // training position from it.
 func (r *runner) prepareResume(opt *SGDOptimizer) error {
 	dir := r.cfg.RunDir
-	saved, err := readRunConfigFile(dir)
+	saved, err := ReadRunFile(dir)
 	if err != nil {
 		return err
 	}

@@ -41,20 +41,26 @@ const (
 // newest is corrupt, Resume falls back to the previous one.
 const KeepCheckpoints = 2
 
-// runConfigFile is what config.json holds: the Config plus a description of what is not
-// serializable and of the data actually used.
-type runConfigFile struct {
+// RunFile is what a run directory's config.json (ConfigFile) holds: the training Config plus a
+// description of what is not serializable and of the data actually used. Run writes it; ReadRunFile,
+// Resume and the report (analysis) read it.
+type RunFile struct {
 	Config
-	AugmentDesc  string `json:"augment"`
-	EvalDesc     string `json:"eval_pipeline,omitempty"`
-	Backend      string `json:"backend"`
-	TrainData    string `json:"train_data,omitempty"`
-	ValidData    string `json:"valid_data,omitempty"`
-	TrainImages  int    `json:"train_images"`
-	ValidImages  int    `json:"valid_images"`
-	ScheduleStr  string `json:"schedule_desc"`
+	// AugmentDesc and EvalDesc describe the training and evaluation pipelines.
+	AugmentDesc string `json:"augment"`
+	EvalDesc    string `json:"eval_pipeline,omitempty"`
+	// Backend names and describes the compute backend.
+	Backend string `json:"backend"`
+	// TrainData and ValidData name the sets used, of TrainImages and ValidImages images.
+	TrainData   string `json:"train_data,omitempty"`
+	ValidData   string `json:"valid_data,omitempty"`
+	TrainImages int    `json:"train_images"`
+	ValidImages int    `json:"valid_images"`
+	// ScheduleDesc and Optimizer describe the learning-rate schedule and the optimizer.
+	ScheduleDesc string `json:"schedule_desc"`
 	Optimizer    string `json:"optimizer"`
-	StepsPerEpch int    `json:"steps_per_epoch,omitempty"`
+	// StepsPerEpoch is the number of training steps of an epoch.
+	StepsPerEpoch int `json:"steps_per_epoch,omitempty"`
 }
 
 // runtimeConfigKeys are the keys of config.json that a resumed run may change: they do not change
@@ -76,19 +82,19 @@ func describeAugmenter(a data.Augmenter) string {
 }
 
 // describe returns config.json's content for the run.
-func (r *runner) describe(opt *SGDOptimizer) runConfigFile {
-	return runConfigFile{
-		Config:       r.cfg,
-		AugmentDesc:  r.trainData.Describe(true),
-		EvalDesc:     r.validData.Describe(false),
-		Backend:      r.backend.Name() + ": " + r.backend.Description(),
-		TrainData:    r.trainData.Name(),
-		ValidData:    r.validData.Name(),
-		TrainImages:  r.trainData.Len(),
-		ValidImages:  r.validData.Len(),
-		ScheduleStr:  r.sched.String(),
-		Optimizer:    opt.String(),
-		StepsPerEpch: r.steps,
+func (r *runner) describe(opt *SGDOptimizer) RunFile {
+	return RunFile{
+		Config:        r.cfg,
+		AugmentDesc:   r.trainData.Describe(true),
+		EvalDesc:      r.validData.Describe(false),
+		Backend:       r.backend.Name() + ": " + r.backend.Description(),
+		TrainData:     r.trainData.Name(),
+		ValidData:     r.validData.Name(),
+		TrainImages:   r.trainData.Len(),
+		ValidImages:   r.validData.Len(),
+		ScheduleDesc:  r.sched.String(),
+		Optimizer:     opt.String(),
+		StepsPerEpoch: r.steps,
 	}
 }
 
@@ -129,55 +135,39 @@ func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 	return nil
 }
 
-// ReadRunConfig reads the model config of a run directory from its config.json (ConfigFile, as Run or
-// WriteRun write it), with the model family's defaults applied, and validates it.
+// ReadRunConfig reads the model config of a run directory from its config.json (see ReadRunFile).
 func ReadRunConfig(dir string) (models.Config, error) {
+	file, err := ReadRunFile(dir)
+	if err != nil {
+		return models.Config{}, err
+	}
+	return file.Model, nil
+}
+
+// ReadRunFile reads config.json (ConfigFile) of a run directory, as Run or WriteRun write it. Its
+// model config is parsed by models.ParseConfig: with the model family's defaults applied, and
+// validated.
+func ReadRunFile(dir string) (RunFile, error) {
 	path := filepath.Join(dir, ConfigFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return models.Config{}, fmt.Errorf("run directory %s: %w", dir, err)
+		return RunFile{}, fmt.Errorf("run directory %s: %w", dir, err)
 	}
-	// Only the model config matters here: the other keys of config.json describe the run.
-	var file struct {
-		Model json.RawMessage `json:"model"`
-	}
+	var file RunFile
 	if err := json.Unmarshal(b, &file); err != nil {
-		return models.Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return decodeModelConfig(path, file.Model)
-}
-
-// decodeModelConfig decodes the "model" value of config.json with models.ParseConfig.
-func decodeModelConfig(path string, raw json.RawMessage) (models.Config, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return models.Config{}, fmt.Errorf("%s: no \"model\" config", path)
-	}
-	cfg, err := models.ParseConfig(raw)
-	if err != nil {
-		return models.Config{}, fmt.Errorf("%s: model config: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// readRunConfigFile reads config.json of a run directory written by Run.
-func readRunConfigFile(dir string) (runConfigFile, error) {
-	path := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return runConfigFile{}, fmt.Errorf("run directory %s: %w", dir, err)
-	}
-	var file runConfigFile
-	if err := json.Unmarshal(b, &file); err != nil {
-		return runConfigFile{}, fmt.Errorf("%s: %w", path, err)
+		return RunFile{}, fmt.Errorf("%s: %w", path, err)
 	}
 	var raw struct {
 		Model json.RawMessage `json:"model"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return runConfigFile{}, fmt.Errorf("%s: %w", path, err)
+		return RunFile{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if file.Model, err = decodeModelConfig(path, raw.Model); err != nil {
-		return runConfigFile{}, err
+	if len(raw.Model) == 0 || string(raw.Model) == "null" {
+		return RunFile{}, fmt.Errorf("%s: no \"model\" config", path)
+	}
+	if file.Model, err = models.ParseConfig(raw.Model); err != nil {
+		return RunFile{}, fmt.Errorf("%s: model config: %w", path, err)
 	}
 	return file, nil
 }
@@ -186,7 +176,7 @@ func readRunConfigFile(dir string) (runConfigFile, error) {
 // (with the model family's defaults applied to the model config), for Resume. Runs written by
 // WriteRun have a Config without training fields (Epochs 0), which Resume rejects.
 func ReadConfig(dir string) (Config, error) {
-	file, err := readRunConfigFile(dir)
+	file, err := ReadRunFile(dir)
 	if err != nil {
 		return Config{}, err
 	}
@@ -243,8 +233,8 @@ func ProtectedRunFile(path string) string {
 
 // compareConfigs lists the differences between a saved config.json and the one a run would write,
 // ignoring runtimeConfigKeys.
-func compareConfigs(saved, now runConfigFile) ([]string, error) {
-	toMap := func(c runConfigFile) (map[string]any, error) {
+func compareConfigs(saved, now RunFile) ([]string, error) {
+	toMap := func(c RunFile) (map[string]any, error) {
 		b, err := json.Marshal(c)
 		if err != nil {
 			return nil, err

@@ -111,7 +111,7 @@ func listSome(items []string, n int) string {
 // importedRunFile is what config.json holds in a run directory written by WriteRun: the structure Run
 // writes (the training fields are zero: no training happened) and where the weights came from.
 type importedRunFile struct {
-	runConfigFile
+	RunFile
 	Source string `json:"source"`
 }
 
@@ -142,7 +142,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 		return fmt.Errorf("creating run directory: %w", err)
 	}
 	desc := importedRunFile{
-		runConfigFile: runConfigFile{
+		RunFile: RunFile{
 			Config:      Config{Model: modelCfg, RunDir: dir},
 			AugmentDesc: describeAugmenter(nil),
 			Optimizer:   "none",
