@@ -1,7 +1,6 @@
 package analysis
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -21,7 +19,7 @@ import (
 	"github.com/seqconv/seqconv/train"
 )
 
-// RunCurves are the per-epoch results of a run directory (its results.csv, see train.ResultsHeader).
+// RunCurves are the per-epoch results of a run directory (see ReadResults and train.ResultsHeader).
 type RunCurves struct {
 	// Dir is the run directory.
 	Dir string
@@ -48,76 +46,27 @@ func (r RunCurves) LRDrops() []int {
 	return drops
 }
 
-// ReadResults reads runDir/results.csv (columns found by their header names, see
-// train.ResultsHeader; epoch, train_loss, train_error, valid_loss, valid_error and lr are required)
-// and the model name of runDir/config.json if there is one.
+// ReadResults reads the per-epoch results of a run directory with train.ReadResults (results.jsonl, or
+// results.csv for runs without one) and the model name of runDir/config.json if there is one.
 func ReadResults(runDir string) (RunCurves, error) {
 	rc := RunCurves{Dir: runDir, Name: filepath.Base(filepath.Clean(runDir))}
-	path := filepath.Join(runDir, train.ResultsFile)
-	f, err := os.Open(path)
+	results, err := train.ReadResults(runDir)
 	if err != nil {
 		return rc, fmt.Errorf("reading results: %w", err)
 	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		return rc, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(rows) == 0 {
-		return rc, fmt.Errorf("%s is empty (no header)", path)
-	}
-	cols := map[string]*[]float64{
-		"train_loss": &rc.TrainLoss, "train_error": &rc.TrainError, "valid_loss": &rc.ValidLoss,
-		"valid_error": &rc.ValidError, "valid_top5_error": &rc.ValidTop5Error, "lr": &rc.LR,
-		"seconds": &rc.Seconds, "images_per_second": &rc.ImagesPerSecond,
-	}
-	index := map[string]int{}
-	for i, name := range rows[0] {
-		index[strings.TrimSpace(name)] = i
-	}
-	for _, name := range []string{"epoch", "train_loss", "train_error", "valid_loss", "valid_error", "lr"} {
-		if _, ok := index[name]; !ok {
-			return rc, fmt.Errorf("%s has no %q column (header %q)", path, name, strings.Join(rows[0], ","))
-		}
-	}
-	for r, row := range rows[1:] {
-		parse := func(name string) (float64, error) {
-			i, ok := index[name]
-			if !ok {
-				return math.NaN(), nil
-			}
-			if i >= len(row) {
-				return 0, fmt.Errorf("%s row %d has no %s", path, r+2, name)
-			}
-			v, err := strconv.ParseFloat(strings.TrimSpace(row[i]), 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s row %d, %s: %w", path, r+2, name, err)
-			}
-			return v, nil
-		}
-		e, err := parse("epoch")
-		if err != nil {
-			return rc, err
-		}
-		rc.Epoch = append(rc.Epoch, int(e))
-		for _, name := range train.ResultsHeader[1:] {
-			dst, ok := cols[name]
-			if !ok {
-				continue
-			}
-			v, err := parse(name)
-			if err != nil {
-				return rc, err
-			}
-			*dst = append(*dst, v)
-		}
+	for _, r := range results {
+		rc.Epoch = append(rc.Epoch, r.Epoch)
+		rc.TrainLoss = append(rc.TrainLoss, r.TrainLoss)
+		rc.TrainError = append(rc.TrainError, r.TrainError)
+		rc.ValidLoss = append(rc.ValidLoss, r.ValidLoss)
+		rc.ValidError = append(rc.ValidError, r.ValidError)
+		rc.ValidTop5Error = append(rc.ValidTop5Error, r.ValidTop5Error)
+		rc.LR = append(rc.LR, r.LR)
+		rc.Seconds = append(rc.Seconds, r.Seconds)
+		rc.ImagesPerSecond = append(rc.ImagesPerSecond, r.ImagesPerSecond)
 	}
 	if b, err := os.ReadFile(filepath.Join(runDir, train.ConfigFile)); err == nil {
-		var cfg struct {
-			Model struct {
-				Name string `json:"name"`
-			} `json:"model"`
-		}
+		var cfg train.RunFile
 		if json.Unmarshal(b, &cfg) == nil && cfg.Model.Name != "" {
 			rc.Name = cfg.Model.Name
 		}

@@ -29,29 +29,6 @@ type KeyValue struct {
 	Key, Value string
 }
 
-// RunConfig is what a report shows of a run's config.json (as train.Run writes it); fields missing
-// from the file are zero.
-type RunConfig struct {
-	Model          models.Config `json:"model"`
-	Epochs         int           `json:"epochs"`
-	BatchSize      int           `json:"batch_size"`
-	LR             float64       `json:"lr"`
-	Momentum       float64       `json:"momentum"`
-	WeightDecay    float64       `json:"weight_decay"`
-	Nesterov       bool          `json:"nesterov"`
-	Schedule       string        `json:"schedule"`
-	ScheduleDesc   string        `json:"schedule_desc"`
-	Optimizer      string        `json:"optimizer"`
-	LabelSmoothing float64       `json:"label_smoothing"`
-	Seed           int64         `json:"seed"`
-	Data           string        `json:"data"`
-	Augment        string        `json:"augment"`
-	Augmentation   string        `json:"augmentation"`
-	Backend        string        `json:"backend"`
-	TrainImages    int           `json:"train_images"`
-	ValidImages    int           `json:"valid_images"`
-}
-
 // hostConfigKeys are config.json keys describing the machine or software that ran the training; a
 // report shows those present (train.Run may record some of them).
 var hostConfigKeys = []string{"host", "hostname", "cpu", "cpus", "num_cpu", "gomaxprocs", "goos", "goarch",
@@ -63,8 +40,9 @@ type ReportRun struct {
 	Label string
 	// Dir is the run directory.
 	Dir string
-	// Config is config.json as parsed; ConfigJSON its text, shown verbatim.
-	Config     RunConfig
+	// Config is config.json as parsed (fields missing from the file are zero); ConfigJSON its text,
+	// shown verbatim.
+	Config     train.RunFile
 	ConfigJSON string
 	// HostInfo are the host-describing keys of config.json (see hostConfigKeys), if any.
 	HostInfo []KeyValue
@@ -72,7 +50,7 @@ type ReportRun struct {
 	// is nil when they could not be computed.
 	Stats      *models.Stats
 	Components []models.LayerSummary
-	// Curves is the run's results.csv, nil when it has none.
+	// Curves are the run's per-epoch results (see ReadResults), nil when it has none.
 	Curves *RunCurves
 	// Checkpoint says which weights the heat maps show: "latest (checkpoint/)" or "best (best/)".
 	Checkpoint string
@@ -647,7 +625,7 @@ func summaryRows(runs []reportRunView) []summaryRow {
 		if c.TrainImages > 0 || c.ValidImages > 0 {
 			dataset += fmt.Sprintf(": %s training / %s test images", FormatThousands(int64(c.TrainImages)), FormatThousands(int64(c.ValidImages)))
 		}
-		if aug := cmp.Or(c.Augmentation, c.Augment); aug != "" {
+		if aug := cmp.Or(c.Augmentation, c.AugmentDesc); aug != "" {
 			dataset += ", augmentation " + aug
 		}
 		set(5, strings.TrimPrefix(dataset, ": "))

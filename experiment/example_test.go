@@ -27,14 +27,12 @@ func ExampleRunWindowedVsDense() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(out)
+	recipe := train.DefaultRecipe() // "seqconv train"'s settings: Nesterov SGD, lr 0.1 cosine, batch 128
+	recipe.Augmentation = "crop:2"
 	s, err := experiment.RunWindowedVsDense(context.Background(), backend, experiment.Options{
 		Model: model, Name: "seqresnet-mnist", Granularity: 8,
-		Training: experiment.Training{
-			Config: train.Config{BatchSize: 128, EvalBatchSize: 500, LR: 0.1, Momentum: 0.9, Nesterov: true,
-				WeightDecay: 5e-4, Schedule: "cosine", Augmentation: "crop:2"},
-			Augment: data.RandomCrop{Pad: 2},
-		},
-		Epochs: 1, MaxTrainImages: 128, MaxEvalImages: 100, Seed: 1, Out: out,
+		Training: experiment.Training{Recipe: recipe, Augment: data.RandomCrop{Pad: 2}},
+		Epochs:   1, MaxTrainImages: 128, MaxEvalImages: 100, Seed: 1, Out: out,
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -86,20 +86,22 @@ type Options struct {
 	TrainStart, TrainDone func(*Variant)
 }
 
-// Training is the training recipe of the variants.
+// Training is how the variants are trained.
 type Training struct {
-	// Config holds the settings (optimizer, schedule, batch sizes, augmentation name, ...).
-	Config train.Config
-	// Augment augments the training images as Config.Augmentation names it (nil: none).
+	// Recipe holds the settings (optimizer, schedule, batch sizes, augmentation name, ...); its epochs
+	// are replaced by Options.Epochs.
+	Recipe train.Recipe
+	// Augment augments the training images as Recipe.Augmentation names it (nil: none).
 	Augment data.Augmenter
 }
 
 // variantConfig returns the training config of variant cfg: the recipe's settings with the
 // experiment's model, run directory, data, epochs, image limits, seed and progress line.
 func (o *Options) variantConfig(cfg models.Config, runDir string) train.Config {
-	c := o.Training.Config
-	c.Model, c.RunDir, c.Data = cfg, runDir, dataName
-	c.Epochs, c.Seed, c.Progress = o.Epochs, o.Seed, o.Progress
+	r := o.Training.Recipe
+	r.Epochs = o.Epochs // before Config: a recipe's milestones may depend on the epochs.
+	c := r.Config(cfg, runDir)
+	c.Data, c.Seed, c.Progress = dataName, o.Seed, o.Progress
 	c.MaxTrainImages, c.MaxEvalImages = o.MaxTrainImages, o.MaxEvalImages
 	return c
 }

@@ -50,33 +50,9 @@ func Variants(model models.Config, name string, granularity int) (windowed, dens
 	}
 	windowed, dense = model, model
 	windowed.Name = base + "-" + VariantWindowed
-	dense.Window = denseWindowGroups(model)
+	dense.Window = model.DenseWindowGroups()
 	dense.Name = base + "-" + VariantDense
 	return windowed, dense, base, nil
-}
-
-// denseWindowGroups returns a window g' (in groups) that makes every windowed SeqConv layer of cfg
-// dense. Filter j of a layer with granularity k reads the last g'*k channels of the sequence
-// [x, E_0, ..., E_{j-1}] (layers.SeqConvBuilder.Window), which is C_in + j*k channels wide; the
-// widest sequence is that of the last filter, C_in + (n-1)*k. A residual layer of a stage of width w
-// has C_in = w and n*k = w, so its sequences are narrower than 2w; a downsampling extension layer
-// before a stage of width w' has C_in + n*k = w' < 2w'. Every sequence is thus narrower than twice the
-// widest stage, and g' = ceil(2*maxWidth / minK) gives every layer a window of g'*k >= 2*maxWidth
-// channels: no filter's view is ever cut, so each reads its whole sequence, which is dense
-// aggregation (Eq. 2). The result is also correct for a model whose window was already set.
-func denseWindowGroups(cfg models.Config) int {
-	widths := cfg.Widths()
-	maxWidth, minK := 0, 0
-	for i, w := range widths {
-		maxWidth = max(maxWidth, w)
-		if k := cfg.StageK(i); minK == 0 || k < minK {
-			minK = k
-		}
-	}
-	if minK <= 0 {
-		return 1
-	}
-	return (2*maxWidth + minK - 1) / minK
 }
 
 // checkVariants builds both models' variables (without running them) and checks, with

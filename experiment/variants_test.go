@@ -13,7 +13,7 @@ import (
 const tinyModelConfig = `{"family":"seqresnet-cifar","variant":"b","classes":10,"in_channels":1,"resolution":28,
 "blocks_per_stage":[1,0,0],"pyramid_factor":[1,2,3],"widening":0.5,"granularity":8,"drop_rate":0}`
 
-// TestDenseWindowGroups checks that the window denseWindowGroups picks makes every multi-filter
+// TestDenseWindowGroups checks that the window models.Config.DenseWindowGroups picks makes every multi-filter
 // SeqConv layer dense, as analysis.SeqConvLayers reads it off the weight shapes, and that the
 // equivalence has the expected boundary: g'*k must cover the widest sequence C_in + (n-1)*k.
 func TestDenseWindowGroups(t *testing.T) {
@@ -32,7 +32,7 @@ func TestDenseWindowGroups(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		cfg         models.Config
-		window      int // want denseWindowGroups
+		window      int // want DenseWindowGroups
 		minimal     int // the smallest dense window: the widest sequence in groups
 		differ      int // layers whose aggregation differs
 		maxFilters  int
@@ -48,9 +48,9 @@ func TestDenseWindowGroups(t *testing.T) {
 		{"seqresnet-cifar-demo", demo, 42, 41, 8, 21, 9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := denseWindowGroups(tc.cfg)
+			g := tc.cfg.DenseWindowGroups()
 			if g != tc.window {
-				t.Errorf("denseWindowGroups = %d, want %d", g, tc.window)
+				t.Errorf("DenseWindowGroups = %d, want %d", g, tc.window)
 			}
 			windowed, dense := tc.cfg, tc.cfg
 			dense.Window = g
@@ -101,7 +101,7 @@ func TestDenseWindowGroups(t *testing.T) {
 	}
 	single.Name = "tiny"
 	dense := single
-	dense.Window = denseWindowGroups(single)
+	dense.Window = single.DenseWindowGroups()
 	if _, err := checkVariants(backend, single, dense); err == nil || !strings.Contains(err.Error(), "smaller --granularity") {
 		t.Errorf("a model without multi-filter windowed layers: err %v", err)
 	}

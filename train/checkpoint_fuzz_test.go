@@ -3,6 +3,7 @@ package train
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/checkpoint"
 )
 
 // fuzzCheckpoint is a small valid checkpoint: its name and the contents of its files.
@@ -46,8 +48,8 @@ func validFuzzCheckpoint(t testing.TB) fuzzCheckpoint {
 			}
 			return b
 		}
-		fuzzSeed = fuzzCheckpoint{name: name, meta: read(checkpointJSON), bin: read(checkpointBin),
-			state: read(checkpointState), sum: read(checkpointManifest)}
+		fuzzSeed = fuzzCheckpoint{name: name, meta: read(checkpoint.MetaSuffix), bin: read(checkpoint.DataSuffix),
+			state: read(checkpoint.StateSuffix), sum: read(checkpoint.ManifestSuffix)}
 	})
 	if fuzzSeedErr != nil {
 		t.Fatal(fuzzSeedErr)
@@ -77,27 +79,28 @@ func FuzzCheckpointLoad(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		write(checkpointJSON, meta)
-		write(checkpointBin, bin)
-		write(checkpointState, state)
+		write(checkpoint.MetaSuffix, meta)
+		write(checkpoint.DataSuffix, bin)
+		write(checkpoint.StateSuffix, state)
 		manifest := seed.sum
 		if fixManifest {
 			var sb strings.Builder
 			for _, file := range []struct {
 				suffix string
 				b      []byte
-			}{{checkpointBin, bin}, {checkpointState, state}, {checkpointJSON, meta}} {
-				sb.WriteString(manifestLine(sha256.Sum256(file.b), seed.name+file.suffix))
+			}{{checkpoint.DataSuffix, bin}, {checkpoint.StateSuffix, state}, {checkpoint.MetaSuffix, meta}} {
+				sum := sha256.Sum256(file.b)
+				sb.WriteString(hex.EncodeToString(sum[:]) + "  " + seed.name + file.suffix + "\n")
 			}
 			manifest = []byte(sb.String())
 		}
-		write(checkpointManifest, manifest)
+		write(checkpoint.ManifestSuffix, manifest)
 
 		changed := !bytes.Equal(meta, seed.meta) || !bytes.Equal(bin, seed.bin) || !bytes.Equal(state, seed.state)
-		c, err := readCheckpoint(dir, seed.name, true)
+		c, err := readCheckpoint(dir, seed.name)
 		if err != nil {
-			if !errors.Is(err, ErrCorruptCheckpoint) {
-				t.Fatalf("error %v does not wrap ErrCorruptCheckpoint", err)
+			if !errors.Is(err, checkpoint.ErrCorrupt) {
+				t.Fatalf("error %v does not wrap checkpoint.ErrCorrupt", err)
 			}
 			if !strings.Contains(err.Error(), seed.name) {
 				t.Fatalf("error %v does not name the checkpoint", err)
@@ -107,10 +110,10 @@ func FuzzCheckpointLoad(f *testing.F) {
 		if changed && !fixManifest {
 			t.Fatalf("a modified checkpoint passed the manifest check")
 		}
-		if err := c.restore(model.NewStore()); err != nil && !errors.Is(err, ErrCorruptCheckpoint) {
+		if err := c.Restore(model.NewStore()); err != nil && !errors.Is(err, checkpoint.ErrCorrupt) {
 			t.Fatalf("restore: %v", err)
 		}
-		if _, err := LoadCheckpoint(model.NewStore(), dir); err != nil && !errors.Is(err, ErrCorruptCheckpoint) {
+		if _, err := LoadCheckpoint(model.NewStore(), dir); err != nil && !errors.Is(err, checkpoint.ErrCorrupt) {
 			t.Fatalf("LoadCheckpoint: %v", err)
 		}
 	})
@@ -146,7 +149,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"huge-dims-fixed":        {bytes.Replace(seed.meta, []byte("\t\t\t\t2,\n"), []byte("\t\t\t\t2000000000,\n"), 1), seed.bin, seed.state, true},
 		"negative-pos-fixed":     {bytes.Replace(seed.meta, []byte(`"Pos": 0`), []byte(`"Pos": -8`), 1), seed.bin, seed.state, true},
 		"packed-dtype-fixed":     {bytes.Replace(seed.meta, []byte(`"Float32"`), []byte(`"Int4"`), 1), seed.bin, seed.state, true},
-		"gzip-header-data-fixed": {seed.meta, append([]byte(gomlxBinHeader), seed.bin...), seed.state, true},
+		"gzip-header-data-fixed": {seed.meta, append([]byte("gomlx_checkpointss\x04gzip"), seed.bin...), seed.state, true},
 	}
 	for name, c := range cases {
 		var sb strings.Builder

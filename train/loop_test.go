@@ -16,7 +16,8 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/ml/model"
-	"github.com/gomlx/gomlx/ml/model/checkpoint"
+	gomlxckpt "github.com/gomlx/gomlx/ml/model/checkpoint"
+	"github.com/seqconv/seqconv/checkpoint"
 	"github.com/seqconv/seqconv/data"
 	"github.com/seqconv/seqconv/models"
 )
@@ -221,12 +222,12 @@ func TestRun(t *testing.T) {
 		want int
 	}{{LatestDir, KeepCheckpoints}, {BestDir, 1}} {
 		dir := filepath.Join(runDirs[0], c.dir)
-		names, err := listCheckpoints(dir)
+		names, err := checkpoint.List(dir)
 		if err != nil || len(names) != c.want {
 			t.Fatalf("%s: %d checkpoints (err %v), want %d", dir, len(names), err, c.want)
 		}
 		store := model.NewStore()
-		if _, err := checkpoint.Load(store).Dir(dir).Immediate().Done(); err != nil {
+		if _, err := gomlxckpt.Load(store).Dir(dir).Immediate().Done(); err != nil {
 			t.Fatalf("loading %s: %v", dir, err)
 		}
 		numTrainable := 0
@@ -246,11 +247,12 @@ func TestRun(t *testing.T) {
 
 	// Evaluate the best checkpoint: it matches the best epoch's validation statistics.
 	cfg := tinyConfig(t, "")
-	loss, top1, top5, err := EvaluateCheckpoint(context.Background(), b, filepath.Join(runDirs[0], BestDir),
+	ev, err := EvaluateCheckpoint(context.Background(), b, filepath.Join(runDirs[0], BestDir),
 		cfg.Model, validSet, 40)
 	if err != nil {
 		t.Fatal(err)
 	}
+	loss, top1, top5 := ev.Loss, ev.Top1Error, ev.Top5Error
 	best := res.History[res.BestEpoch-1]
 	if math.Abs(top1-best.ValidError) > 1e-3 || math.Abs(loss-best.ValidLoss) > 1e-3*math.Max(1, loss) || top5 != 0 {
 		t.Errorf("EvaluateCheckpoint(best): loss %v top1 %v top5 %v, want %v %v 0", loss, top1, top5,
@@ -286,8 +288,8 @@ func TestRunNaN(t *testing.T) {
 	if res == nil || res.Epochs != 0 {
 		t.Errorf("result: %+v", res)
 	}
-	names, _ := listCheckpoints(filepath.Join(dir, LatestDir))
-	bestNames, _ := listCheckpoints(filepath.Join(dir, BestDir))
+	names, _ := checkpoint.List(filepath.Join(dir, LatestDir))
+	bestNames, _ := checkpoint.List(filepath.Join(dir, BestDir))
 	if len(names)+len(bestNames) != 0 {
 		t.Errorf("checkpoints saved after NaN: %v %v", names, bestNames)
 	}

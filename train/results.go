@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+
+	"github.com/seqconv/seqconv/internal/atomicfile"
 )
 
 // EpochResult are the statistics of one epoch: one row of results.csv and one line of
@@ -105,7 +110,7 @@ func openResults(dir string, history []EpochResult) (*resultsWriter, error) {
 		b    []byte
 		dst  **os.File
 	}{{ResultsFile, csvBuf.Bytes(), &w.csvFile}, {ResultsJSONFile, jsonBuf.Bytes(), &w.jsonl}} {
-		if _, err := writeBytesAtomic(dir, f.name, f.b); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, f.name), f.b); err != nil {
 			_ = w.close()
 			return nil, fmt.Errorf("writing %s: %w", f.name, err)
 		}
@@ -159,10 +164,14 @@ func (w *resultsWriter) close() error {
 	return first
 }
 
-// ReadResults reads the epochs of a run directory's results.jsonl.
+// ReadResults reads the epochs of a run directory: its results.jsonl (ResultsJSONFile), or for a
+// run without one (written by an older seqconv, or by hand), its results.csv (ResultsFile).
 func ReadResults(runDir string) ([]EpochResult, error) {
 	path := filepath.Join(runDir, ResultsJSONFile)
 	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return readResultsCSV(filepath.Join(runDir, ResultsFile))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w", err)
 	}
@@ -180,4 +189,66 @@ func ReadResults(runDir string) ([]EpochResult, error) {
 		}
 		out = append(out, r)
 	}
+}
+
+// requiredResultsColumns are the columns a results.csv must have; the other columns of
+// ResultsHeader are NaN when missing.
+var requiredResultsColumns = []string{"epoch", "train_loss", "train_error", "valid_loss", "valid_error", "lr"}
+
+// readResultsCSV reads a results.csv: columns found by their header names (see ResultsHeader and
+// requiredResultsColumns), in any order.
+func readResultsCSV(path string) ([]EpochResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w", err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%s is empty (no header)", path)
+	}
+	index := map[string]int{}
+	for i, name := range rows[0] {
+		index[strings.TrimSpace(name)] = i
+	}
+	for _, name := range requiredResultsColumns {
+		if _, ok := index[name]; !ok {
+			return nil, fmt.Errorf("%s has no %q column (header %q)", path, name, strings.Join(rows[0], ","))
+		}
+	}
+	out := make([]EpochResult, 0, len(rows)-1)
+	for r, row := range rows[1:] {
+		parse := func(name string) (float64, error) {
+			i, ok := index[name]
+			if !ok {
+				return math.NaN(), nil
+			}
+			if i >= len(row) {
+				return 0, fmt.Errorf("%s row %d has no %s", path, r+2, name)
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(row[i]), 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s row %d, %s: %w", path, r+2, name, err)
+			}
+			return v, nil
+		}
+		var er EpochResult
+		var epoch float64
+		for _, c := range []struct {
+			name string
+			dst  *float64
+		}{{"epoch", &epoch}, {"train_loss", &er.TrainLoss}, {"train_error", &er.TrainError},
+			{"valid_loss", &er.ValidLoss}, {"valid_error", &er.ValidError}, {"valid_top5_error", &er.ValidTop5Error},
+			{"lr", &er.LR}, {"seconds", &er.Seconds}, {"images_per_second", &er.ImagesPerSecond}} {
+			if *c.dst, err = parse(c.name); err != nil {
+				return nil, err
+			}
+		}
+		er.Epoch = int(epoch)
+		out = append(out, er)
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
+	"github.com/seqconv/seqconv/checkpoint"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -48,13 +49,18 @@ func checkpointBytes(t *testing.T, dir string) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vals, err := c.Values()
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := map[string][]byte{}
-	for _, v := range c.meta.Variables {
-		path := strings.TrimPrefix(v.ParameterName, variableKeyPrefix)
+	for path, v := range vals {
 		if strings.HasPrefix(path, "/metrics/") {
 			continue
 		}
-		out[path] = c.bin[v.Pos : v.Pos+v.Length]
+		if err := v.ConstBytes(func(b []byte) { out[path] = bytes.Clone(b) }); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }
@@ -166,8 +172,12 @@ func TestResumeExact(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				bin := filepath.Join(dir, LatestDir, c.name+checkpointBin)
-				if err := os.Truncate(bin, int64(len(c.bin)/2)); err != nil {
+				bin := filepath.Join(dir, LatestDir, c.Name+checkpoint.DataSuffix)
+				st, err := os.Stat(bin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Truncate(bin, st.Size()/2); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -187,7 +197,7 @@ func TestResumeExact(t *testing.T) {
 			if tc.corrupt != strings.Contains(log.String(), "falling back") {
 				t.Errorf("warnings:\n%s", log.String())
 			}
-			if tc.corrupt && !strings.Contains(log.String(), checkpointBin) {
+			if tc.corrupt && !strings.Contains(log.String(), checkpoint.DataSuffix) {
 				t.Errorf("the warning does not name the corrupt file:\n%s", log.String())
 			}
 			sameRuns(t, straight, dir)
@@ -196,7 +206,7 @@ func TestResumeExact(t *testing.T) {
 				t.Errorf("best: epoch %d error %v", res.BestEpoch, res.BestValidError)
 			}
 			// The best directory holds the best epoch's checkpoint.
-			if names, _ := listCheckpoints(filepath.Join(dir, BestDir)); len(names) != 1 {
+			if names, _ := checkpoint.List(filepath.Join(dir, BestDir)); len(names) != 1 {
 				t.Errorf("best/: %v", names)
 			}
 		})
@@ -239,9 +249,9 @@ func TestResumeErrors(t *testing.T) {
 		t.Errorf("resume of a complete run: %v, %+v", err, res)
 	}
 	// Every checkpoint corrupt.
-	entries, _ := scanCheckpoints(filepath.Join(dir, LatestDir))
+	entries, _ := checkpoint.Scan(filepath.Join(dir, LatestDir))
 	for _, e := range entries {
-		p := filepath.Join(dir, LatestDir, e.name+checkpointJSON)
+		p := filepath.Join(dir, LatestDir, e.Name+checkpoint.MetaSuffix)
 		b, _ := os.ReadFile(p)
 		b[len(b)/2] ^= 1
 		if err := os.WriteFile(p, b, 0o644); err != nil {
@@ -251,7 +261,7 @@ func TestResumeErrors(t *testing.T) {
 	var log bytes.Buffer
 	cfg.Log = &log
 	if _, err := Resume(context.Background(), b, cfg, trainSet, validSet, nil); err == nil ||
-		!errors.Is(err, ErrCorruptCheckpoint) || !strings.Contains(err.Error(), "no good checkpoint") {
+		!errors.Is(err, checkpoint.ErrCorrupt) || !strings.Contains(err.Error(), "no good checkpoint") {
 		t.Errorf("resume with corrupt checkpoints: %v", err)
 	}
 	if !strings.Contains(log.String(), "does not match its SHA-256") {
@@ -291,7 +301,7 @@ func TestRunNaNKeepsCheckpoint(t *testing.T) {
 	if c.state.Epoch != 1 {
 		t.Errorf("last checkpoint at epoch %d step %d", c.state.Epoch, c.state.Step)
 	}
-	vals, err := c.values()
+	vals, err := c.Values()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +339,7 @@ func TestCheckpointFiles(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("files %q, want %q", got, want)
 	}
-	manifest, _ := os.ReadFile(filepath.Join(dir, name+checkpointManifest))
+	manifest, _ := os.ReadFile(filepath.Join(dir, name+checkpoint.ManifestSuffix))
 	if n := strings.Count(string(manifest), "\n"); n != 3 {
 		t.Errorf("manifest:\n%s", manifest)
 	}
@@ -353,7 +363,7 @@ func TestCheckpointFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	names, _ := listCheckpoints(dir)
+	names, _ := checkpoint.List(dir)
 	if len(names) != 2 || names[0] == name {
 		t.Errorf("after 3 saves: %v", names)
 	}
@@ -378,7 +388,7 @@ func TestCheckpointFiles(t *testing.T) {
 			}
 			c.modify(filepath.Join(d, name))
 			_, err = LoadCheckpoint(model.NewStore(), d)
-			if !errors.Is(err, ErrCorruptCheckpoint) || !strings.Contains(err.Error(), c.want) ||
+			if !errors.Is(err, checkpoint.ErrCorrupt) || !strings.Contains(err.Error(), c.want) ||
 				!strings.Contains(err.Error(), name) {
 				t.Errorf("got %v, want an error naming %s and %q", err, name, c.want)
 			}
@@ -389,21 +399,21 @@ func TestCheckpointFiles(t *testing.T) {
 	first, _ := saveCheckpoint(store, d, st, 0)
 	st.GlobalStep++
 	second, _ := saveCheckpoint(store, d, st, 0)
-	_ = os.Remove(filepath.Join(d, second+checkpointManifest))
+	_ = os.Remove(filepath.Join(d, second+checkpoint.ManifestSuffix))
 	c, err := latestCheckpoint(d)
-	if err != nil || c.name != first {
+	if err != nil || c.Name != first {
 		t.Errorf("with an incomplete newest checkpoint: %v, %v", c, err)
 	}
-	// copyCheckpoint makes the destination hold exactly that checkpoint, verified.
+	// checkpoint.Copy makes the destination hold exactly that checkpoint, verified.
 	st.GlobalStep++
 	third, _ := saveCheckpoint(store, d, st, 0)
 	best := filepath.Join(d, "best")
 	for _, n := range []string{third, first} {
-		if err := copyCheckpoint(d, n, best); err != nil {
+		if err := checkpoint.Copy(d, n, best); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if names, _ := listCheckpoints(best); !slices.Equal(names, []string{first}) {
+	if names, _ := checkpoint.List(best); !slices.Equal(names, []string{first}) {
 		t.Errorf("best: %v", names)
 	}
 	if _, err := LoadCheckpoint(model.NewStore(), best); err != nil {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/seqconv/seqconv/checkpoint"
 )
 
 // countFiles returns the number of files in dir.
@@ -32,13 +34,13 @@ func TestResumeSetsAsideIncomplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	latest := filepath.Join(dir, LatestDir)
-	entries, err := scanCheckpoints(latest)
+	entries, err := checkpoint.Scan(latest)
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("want 2 checkpoints (before and after the evaluation), got %v, %v", entries, err)
 	}
 	// The newest loses its manifest: as if the run stopped while saving it, after the evaluation.
 	newest := entries[1]
-	if err := os.Remove(filepath.Join(latest, newest.name+checkpointManifest)); err != nil {
+	if err := os.Remove(filepath.Join(latest, newest.Name+checkpoint.ManifestSuffix)); err != nil {
 		t.Fatal(err)
 	}
 	files := countFiles(t, latest)
@@ -51,12 +53,12 @@ func TestResumeSetsAsideIncomplete(t *testing.T) {
 	if !strings.Contains(log.String(), "has no manifest") || !strings.Contains(log.String(), "setting it aside as incomplete-") {
 		t.Errorf("warnings: %s", log.String())
 	}
-	if res.ResumedFrom != entries[0].name || res.ResumedStep == 0 {
+	if res.ResumedFrom != entries[0].Name || res.ResumedStep == 0 {
 		t.Errorf("resumed from %s step %d, want %s at the end of epoch 1's training", res.ResumedFrom,
-			res.ResumedStep, entries[0].name)
+			res.ResumedStep, entries[0].Name)
 	}
-	for _, suffix := range []string{checkpointBin, checkpointJSON, checkpointState} {
-		if _, err := os.Stat(filepath.Join(latest, incompletePrefix+newest.name+suffix)); err != nil {
+	for _, suffix := range []string{checkpoint.DataSuffix, checkpoint.MetaSuffix, checkpoint.StateSuffix} {
+		if _, err := os.Stat(filepath.Join(latest, checkpoint.IncompletePrefix+newest.Name+suffix)); err != nil {
 			t.Errorf("the incomplete checkpoint's %s file was not kept: %v", suffix, err)
 		}
 	}
@@ -84,9 +86,9 @@ func TestResumeNoGoodCheckpoint(t *testing.T) {
 	if _, err := Run(context.Background(), b, cfg, trainSet, validSet, nil); err != nil {
 		t.Fatal(err)
 	}
-	entries, _ := scanCheckpoints(filepath.Join(dir, LatestDir))
+	entries, _ := checkpoint.Scan(filepath.Join(dir, LatestDir))
 	for _, e := range entries {
-		flip(t, filepath.Join(dir, LatestDir, e.name+checkpointBin))
+		flip(t, filepath.Join(dir, LatestDir, e.Name+checkpoint.DataSuffix))
 	}
 	cfg.Log = &bytes.Buffer{}
 	_, err := Resume(context.Background(), b, cfg, trainSet, validSet, nil)
@@ -102,8 +104,8 @@ func TestResumeNoGoodCheckpoint(t *testing.T) {
 		t.Errorf("headline %q", errs[0])
 	}
 	for i, e := range entries {
-		if !strings.Contains(errs[2-i].Error(), e.name+checkpointBin) {
-			t.Errorf("problem %d %q does not name %s", 2-i, errs[2-i], e.name+checkpointBin)
+		if !strings.Contains(errs[2-i].Error(), e.Name+checkpoint.DataSuffix) {
+			t.Errorf("problem %d %q does not name %s", 2-i, errs[2-i], e.Name+checkpoint.DataSuffix)
 		}
 	}
 	if !strings.Contains(errs[3].Error(), filepath.Join(dir, BestDir)+" holds an intact checkpoint") {

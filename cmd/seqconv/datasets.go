@@ -97,8 +97,8 @@ type pipeline struct {
 // Default augmentation specs.
 var (
 	defaultMNISTAugment  = "crop:" + strconv.Itoa(defaultMNISTCropPad)
-	defaultCIFARAugment  = "crop:" + strconv.Itoa(defaultCIFARCropPad) + "+flip"
-	defaultFolderAugment = "rrc+flip+jitter:0.4+lighting:0.1"
+	defaultCIFARAugment  = train.CIFARRecipe().Augmentation    // "crop:4+flip"
+	defaultFolderAugment = train.ImageNetRecipe().Augmentation // "rrc+flip+jitter:0.4+lighting:0.1"
 )
 
 // parseAugment parses --augment for a dataset kind: "default" (mnist crop:2, cifar crop:4+flip,

@@ -45,7 +45,7 @@ resolution for image folders (and for runs trained with the rrc augmentation).`)
 	fs.StringVar(&o.data, "data", "", "dataset: mnist, cifar10, cifar100, or an image folder (its val/ sub-folder if it has one); default: the run's")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory of the CIFAR binaries (default: the run's, else $"+dataDirEnvVar+" or "+defaultDataDirName+")")
 	fs.BoolVar(&o.best, "best", false, "evaluate the checkpoint of the best epoch (<run>/"+train.BestDir+") instead of the latest (<run>/"+train.LatestDir+")")
-	fs.IntVar(&o.batch, "batch", defaultEvalBatch, "evaluation batch size (>= 1)")
+	fs.IntVar(&o.batch, "batch", train.DefaultRecipe().EvalBatchSize, "evaluation batch size (>= 1)")
 	fs.IntVar(&o.maxImages, "max-images", 0, "evaluate the first N images only (0: all)")
 	fs.IntVar(&o.wk, "workers", 0, "data-loading goroutines (0: one per CPU)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the result as one JSON object")
@@ -199,16 +199,16 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "data:     %s: %s %s images\n", dataLabel(spec.name), thousands(int64(ds.Len())), sets.evalSplit)
 	}
 	start := time.Now()
-	loss, top1, top5, err := train.Evaluate(ctx, backend, store, modelCfg, ds, o.batch)
+	ev, err := train.Evaluate(ctx, backend, store, modelCfg, ds, o.batch)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("interrupted: %w", err)
 		}
 		return err
 	}
-	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.name, Images: ds.Len(), Loss: finiteNumber(loss),
-		Top1Error: finiteNumber(top1), Top5Error: finiteNumber(top5), Seconds: time.Since(start).Seconds(),
-		NonFinite: nonFiniteNote(map[string]float64{"loss": loss, "top1_error": top1, "top5_error": top5})}
+	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.name, Images: ds.Len(), Loss: finiteNumber(ev.Loss),
+		Top1Error: finiteNumber(ev.Top1Error), Top5Error: finiteNumber(ev.Top5Error), Seconds: time.Since(start).Seconds(),
+		NonFinite: nonFiniteNote(map[string]float64{"loss": ev.Loss, "top1_error": ev.Top1Error, "top5_error": ev.Top5Error})}
 	if o.jsonOut {
 		b, err := json.Marshal(res)
 		if err != nil {
@@ -218,7 +218,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		return nil
 	}
 	fmt.Fprintf(stdout, "loss %.4f  top-1 error %.2f%%  top-5 error %.2f%%  (%s images, %.1fs)\n",
-		loss, top1, top5, thousands(int64(res.Images)), res.Seconds)
+		ev.Loss, ev.Top1Error, ev.Top5Error, thousands(int64(res.Images)), res.Seconds)
 	if res.NonFinite != "" {
 		fmt.Fprintf(stderr, "seqconv: warning: %s\n", res.NonFinite)
 	}

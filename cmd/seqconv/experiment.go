@@ -121,8 +121,8 @@ func (o *experimentOptions) validate() error {
 		return usagef("--epochs must be >= 1, got %d", o.epochs)
 	case o.maxTrain < 0:
 		return usagef("--max-train-images must be >= 0 (0: all), got %d", o.maxTrain)
-	case o.maxTrain > 0 && o.maxTrain < defaultBatch:
-		return usagef("--max-train-images must be 0 (all) or at least one batch (%d), got %d", defaultBatch, o.maxTrain)
+	case o.maxTrain > 0 && o.maxTrain < train.DefaultRecipe().BatchSize:
+		return usagef("--max-train-images must be 0 (all) or at least one batch (%d), got %d", train.DefaultRecipe().BatchSize, o.maxTrain)
 	case o.maxEval < 0:
 		return usagef("--max-eval-images must be >= 0 (0: all), got %d", o.maxEval)
 	case o.granularity < 0:
@@ -181,18 +181,12 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// experimentTraining is how the experiment trains its variants: "seqconv train"'s defaults for MNIST
-// (the experiment sets each run's model, directory, epochs, seed and image limits).
+// experimentTraining is how the experiment trains its variants: "seqconv train"'s default recipe with
+// MNIST's augmentation (the experiment sets each run's model, directory, epochs, seed and image limits).
 func experimentTraining() experiment.Training {
-	return experiment.Training{
-		Config: train.Config{
-			BatchSize: defaultBatch, LR: defaultLR, Momentum: defaultMomentum, WeightDecay: defaultWeightDecay,
-			Nesterov: defaultNesterov, NoDecayBNBias: defaultNoDecayBNBias, Schedule: defaultSchedule, Gamma: defaultGamma,
-			WarmupEpochs: defaultWarmup, LabelSmoothing: defaultLabelSmoothing, Augmentation: defaultMNISTAugment,
-			EvalBatchSize: defaultEvalBatch,
-		},
-		Augment: data.RandomCrop{Pad: defaultMNISTCropPad},
-	}
+	r := train.DefaultRecipe()
+	r.Augmentation = defaultMNISTAugment
+	return experiment.Training{Recipe: r, Augment: data.RandomCrop{Pad: defaultMNISTCropPad}}
 }
 
 // execute runs the experiment and prints its progress and results.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/seqconv/seqconv/checkpoint"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -63,7 +64,7 @@ func prepareOutputDir(flag, dir string) (*outputDir, error) {
 
 // nonEmptyDirError explains why a directory that is not empty is refused.
 func nonEmptyDirError(flag, dir string, entries []fs.DirEntry) error {
-	if m, _ := filepath.Glob(filepath.Join(dir, train.LatestDir, "checkpoint-*")); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(dir, train.LatestDir, checkpoint.Prefix+"*")); len(m) > 0 {
 		return usagef("%s %s already holds a run: continue it with \"seqconv train --resume %s\", or choose a new "+
 			"or empty directory", flag, dir, dir)
 	}
@@ -82,7 +83,7 @@ func nonEmptyDirError(flag, dir string, entries []fs.DirEntry) error {
 func hasCheckpoint(dir string) bool {
 	found := false
 	_ = filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
-		if err == nil && !e.IsDir() && strings.HasPrefix(e.Name(), "checkpoint-") {
+		if err == nil && !e.IsDir() && strings.HasPrefix(e.Name(), checkpoint.Prefix) {
 			found = true
 			return filepath.SkipAll
 		}

@@ -9,8 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,47 +22,15 @@ func init() {
 	registerCommand(command{"train", "train a model and write a run directory", runTrain, flagsUsage(newTrainFlags)})
 }
 
-// Training defaults (for the embedded MNIST), in one place so that they are easy to tune.
+// Defaults of "seqconv train" that are not part of its recipe (train.DefaultRecipe).
 const (
-	defaultData           = "mnist"
-	defaultModel          = "seqresnet-mnist"
-	defaultEpochs         = 3
-	defaultBatch          = 128
-	defaultEvalBatch      = 500
-	defaultLR             = 0.1
-	defaultMomentum       = 0.9
-	defaultNesterov       = true
-	defaultWeightDecay    = 5e-4
-	defaultNoDecayBNBias  = false
-	defaultSchedule       = "cosine"
-	defaultMilestones     = "" // multistep: "" means 50% and 75% of the epochs.
-	defaultGamma          = 0.1
-	defaultWarmup         = 0.0
-	defaultLabelSmoothing = 0.0
-	defaultSeed           = 1
-	defaultAugment        = "default"
-	defaultRunsDir        = "runs" // --run defaults to runs/<model>-<timestamp>.
-	defaultMNISTCropPad   = 2      // MNIST's default augmentation: random crop with 2 pixels of padding.
-	defaultCIFARCropPad   = 4      // CIFAR's (and image folders'): random crop with 4 pixels of padding.
+	defaultData         = "mnist"
+	defaultModel        = "seqresnet-mnist"
+	defaultSeed         = 1
+	defaultRunsDir      = "runs" // --run defaults to runs/<model>-<timestamp>.
+	defaultMNISTCropPad = 2      // MNIST's default augmentation: random crop with 2 pixels of padding.
+	defaultCIFARCropPad = 4      // CIFAR's (and image folders'): random crop with 4 pixels of padding.
 )
-
-// recipes are the authors' training settings (see the README), applied by --recipe to the flags not
-// given explicitly. "milestones" of the imagenet recipe (every 30 epochs) depends on --epochs.
-var recipes = map[string]map[string]string{
-	"cifar": {
-		"lr": "0.1", "momentum": "0.9", "nesterov": "true", "wd": "1e-4", "no-decay-bn-bias": "false",
-		"batch": "64", "epochs": "300", "schedule": "multistep", "milestones": "", "gamma": "0.1",
-		"warmup": "0", "label-smoothing": "0", "augment": defaultCIFARAugment,
-	},
-	"imagenet": {
-		"lr": "0.1", "momentum": "0.9", "nesterov": "true", "wd": "1e-4", "no-decay-bn-bias": "false",
-		"batch": "256", "epochs": "100", "schedule": "multistep", "gamma": "0.1",
-		"warmup": "0", "label-smoothing": "0", "augment": defaultFolderAugment,
-	},
-}
-
-// imagenetMilestoneEvery is the imagenet recipe's learning-rate decay period, in epochs.
-const imagenetMilestoneEvery = 30
 
 // trainOptions are the flags of "seqconv train".
 type trainOptions struct {
@@ -73,6 +39,7 @@ type trainOptions struct {
 	lr, momentum, wd, gamma, warmup, labelSmoothing  float64
 	nesterov, noDecayBNBias, quiet, skipBad          bool
 	schedule, milestones, runDir, augment, precision string
+	milestoneEvery                                   int // the recipe's milestone rule (see train.Recipe).
 	seed                                             int64
 	maxTrain, maxEval, workers, checkpointEvery      int
 	recompute                                        bool
@@ -80,8 +47,15 @@ type trainOptions struct {
 	autotune                                         int
 }
 
-// newTrainFlags returns the flags of "seqconv train" bound to o (nil: a throwaway).
+// newTrainFlags returns the flags of "seqconv train" bound to o (nil: a throwaway), with the defaults of
+// train.DefaultRecipe.
 func newTrainFlags(o *trainOptions) *flagSet {
+	return newTrainFlagsFrom(o, train.DefaultRecipe())
+}
+
+// newTrainFlagsFrom returns the flags of "seqconv train" bound to o (nil: a throwaway), with the defaults of
+// the recipe r.
+func newTrainFlagsFrom(o *trainOptions, r train.Recipe) *flagSet {
 	if o == nil {
 		o = &trainOptions{}
 	}
@@ -109,19 +83,20 @@ checkpoint removes what it created.`)
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory holding cifar-10-batches-bin/, cifar-100-binary/ or their .tar.gz (default $"+dataDirEnvVar+" or "+defaultDataDirName+")")
 	fs.StringVar(&o.model, "model", defaultModel, "registered model name (see \"seqconv models\") or path to a JSON model config")
 	fs.IntVar(&o.classes, "classes", 0, "number of classes of the model (0: the model config's)")
-	fs.StringVar(&o.recipe, "recipe", "", "training recipe applied to the flags not given: cifar or imagenet (the paper's settings, see the README)")
-	fs.IntVar(&o.epochs, "epochs", defaultEpochs, "number of training epochs (>= 1)")
-	fs.IntVar(&o.batch, "batch", defaultBatch, "training batch size (>= 1); the last incomplete batch of each epoch is dropped")
-	fs.Float64Var(&o.lr, "lr", defaultLR, "base learning rate (> 0)")
-	fs.Float64Var(&o.momentum, "momentum", defaultMomentum, "SGD momentum (>= 0)")
-	fs.BoolVar(&o.nesterov, "nesterov", defaultNesterov, "use Nesterov momentum (needs --momentum > 0; --nesterov=false to disable)")
-	fs.Float64Var(&o.wd, "wd", defaultWeightDecay, "weight decay (L2 penalty added to the gradients, >= 0)")
-	fs.BoolVar(&o.noDecayBNBias, "no-decay-bn-bias", defaultNoDecayBNBias, "exclude batch-norm parameters and biases from weight decay")
-	fs.StringVar(&o.schedule, "schedule", defaultSchedule, "learning-rate schedule, set at the start of each epoch: multistep|cosine|constant")
-	fs.StringVar(&o.milestones, "milestones", defaultMilestones, "multistep: comma-separated epochs (from 0) at which the learning rate is multiplied by --gamma (default: 50% and 75% of --epochs)")
-	fs.Float64Var(&o.gamma, "gamma", defaultGamma, "multistep: learning-rate factor at each milestone (> 0)")
-	fs.Float64Var(&o.warmup, "warmup", defaultWarmup, "epochs of linear learning-rate warmup (0: none)")
-	fs.Float64Var(&o.labelSmoothing, "label-smoothing", defaultLabelSmoothing, "label smoothing of the training loss, in [0, 1)")
+	fs.StringVar(&o.recipe, "recipe", r.Name, "training recipe applied to the flags not given: "+strings.Join(train.RecipeNames(), " or ")+" (the paper's settings, see the README)")
+	fs.IntVar(&o.epochs, "epochs", r.Epochs, "number of training epochs (>= 1)")
+	fs.IntVar(&o.batch, "batch", r.BatchSize, "training batch size (>= 1); the last incomplete batch of each epoch is dropped")
+	fs.Float64Var(&o.lr, "lr", r.LR, "base learning rate (> 0)")
+	fs.Float64Var(&o.momentum, "momentum", r.Momentum, "SGD momentum (>= 0)")
+	fs.BoolVar(&o.nesterov, "nesterov", r.Nesterov, "use Nesterov momentum (needs --momentum > 0; --nesterov=false to disable)")
+	fs.Float64Var(&o.wd, "wd", r.WeightDecay, "weight decay (L2 penalty added to the gradients, >= 0)")
+	fs.BoolVar(&o.noDecayBNBias, "no-decay-bn-bias", r.NoDecayBNBias, "exclude batch-norm parameters and biases from weight decay")
+	fs.StringVar(&o.schedule, "schedule", r.Schedule, "learning-rate schedule, set at the start of each epoch: multistep|cosine|constant")
+	fs.StringVar(&o.milestones, "milestones", joinInts(r.Milestones), "multistep: comma-separated epochs (from 0) at which the learning rate is multiplied by --gamma (default: 50% and 75% of --epochs)")
+	o.milestoneEvery = r.MilestoneEvery
+	fs.Float64Var(&o.gamma, "gamma", r.Gamma, "multistep: learning-rate factor at each milestone (> 0)")
+	fs.Float64Var(&o.warmup, "warmup", r.WarmupEpochs, "epochs of linear learning-rate warmup (0: none)")
+	fs.Float64Var(&o.labelSmoothing, "label-smoothing", r.LabelSmoothing, "label smoothing of the training loss, in [0, 1)")
 	fs.StringVar(&o.precision, "precision", "f32", "f32, or bf16: bfloat16 convolutions with float32 accumulation, master weights, batch norm and loss")
 	fs.BoolVar(&o.recompute, "recompute", false, "gradient checkpointing: recompute each block's activations in the backward pass (less memory, same results)")
 	addXLAFlags(fs.FlagSet, &o.xlaCache, &o.autotune, "RUN_DIR/xla-cache")
@@ -129,10 +104,10 @@ checkpoint removes what it created.`)
 	fs.StringVar(&o.runDir, "run", "", "run directory (default "+defaultRunsDir+"/<model>-<timestamp>); it must not hold checkpoints already")
 	fs.StringVar(&o.resume, "resume", "", "resume the run directory RUN_DIR from its newest good checkpoint")
 	fs.IntVar(&o.checkpointEvery, "checkpoint-every-steps", 0, "also checkpoint every N steps within an epoch (0: at the end of each epoch only)")
-	fs.IntVar(&o.evalBatch, "eval-batch", defaultEvalBatch, "evaluation batch size (>= 1)")
+	fs.IntVar(&o.evalBatch, "eval-batch", r.EvalBatchSize, "evaluation batch size (>= 1)")
 	fs.IntVar(&o.maxTrain, "max-train-images", 0, "train on the first N training images only (0: all)")
 	fs.IntVar(&o.maxEval, "max-eval-images", 0, "evaluate on the first N test images only (0: all)")
-	fs.StringVar(&o.augment, "augment", defaultAugment, "training augmentation: default (mnist crop:2, cifar crop:4+flip, folders rrc+flip+jitter:0.4+lighting:0.1), none, or '+'-separated rrc (random resized crop, first), crop[:PAD], flip, jitter[:AMOUNT], lighting[:STD]")
+	fs.StringVar(&o.augment, "augment", r.Augmentation, "training augmentation: default (mnist crop:2, cifar crop:4+flip, folders rrc+flip+jitter:0.4+lighting:0.1), none, or '+'-separated rrc (random resized crop, first), crop[:PAD], flip, jitter[:AMOUNT], lighting[:STD]")
 	fs.IntVar(&o.workers, "workers", 0, "data-loading goroutines (0: one per CPU)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print no progress line and no per-epoch lines, only the start and the final result")
 	addSkipBadImagesFlag(fs, &o.skipBad)
@@ -166,8 +141,8 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	var err error
 	if set["resume"] {
 		plan, err = o.resumePlan(fs, set)
-	} else {
-		plan, err = o.validate(fs, set)
+	} else if o, err = o.withRecipe(args, set); err == nil {
+		plan, err = o.validate(set)
 	}
 	if err != nil {
 		printError(stderr, err)
@@ -205,51 +180,30 @@ type trainPlan struct {
 	skipBad  bool       // --skip-bad-images
 }
 
-// applyRecipe sets the flags of the recipe that were not given explicitly.
-func (o *trainOptions) applyRecipe(fs *flagSet, set map[string]bool) error {
-	name := strings.ToLower(o.recipe)
-	values, ok := recipes[name]
-	if !ok {
-		return usagef("--recipe: unknown recipe %q, expected cifar or imagenet", o.recipe)
+// withRecipe returns the options of args with the defaults of --recipe (the flags not given take the
+// recipe's values), or o itself without --recipe.
+func (o trainOptions) withRecipe(args []string, set map[string]bool) (trainOptions, error) {
+	if o.recipe == "" {
+		return o, nil
 	}
-	o.recipe = name
-	for _, flagName := range slices.Sorted(mapKeys(values)) {
-		if !set[flagName] {
-			if err := fs.Set(flagName, values[flagName]); err != nil {
-				return fmt.Errorf("recipe %s: --%s %s: %w", name, flagName, values[flagName], err)
-			}
-		}
+	r, err := train.GetRecipe(o.recipe)
+	if err != nil {
+		return o, usagef("--recipe: %v", err)
 	}
-	if name == "imagenet" && !set["milestones"] {
-		// Every 30 epochs; at least one milestone, so that short runs do not get multistep's
-		// 50%/75% default.
-		ms := []string{strconv.Itoa(imagenetMilestoneEvery)}
-		for e := 2 * imagenetMilestoneEvery; e < o.epochs; e += imagenetMilestoneEvery {
-			ms = append(ms, strconv.Itoa(e))
-		}
-		o.milestones = strings.Join(ms, ",")
+	var withRecipe trainOptions
+	if err := newTrainFlagsFrom(&withRecipe, r).Parse(args); err != nil {
+		return o, usagef("%s", flagError(err))
 	}
-	return nil
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
+	withRecipe.recipe = r.Name
+	if set["milestones"] {
+		withRecipe.milestoneEvery = 0
 	}
+	return withRecipe, nil
 }
 
 // validate checks every flag, before any expensive work, and returns the training plan. Invalid
 // values are usageErrors. It creates the run directory to check that it is writable.
-func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, error) {
-	if o.recipe != "" {
-		if err := o.applyRecipe(fs, set); err != nil {
-			return nil, err
-		}
-	}
+func (o *trainOptions) validate(set map[string]bool) (*trainPlan, error) {
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 	switch {
 	case o.epochs < 1:
@@ -287,6 +241,11 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 	if err != nil {
 		return nil, usagef("--milestones: %v", err)
 	}
+	rec := train.Recipe{Name: o.recipe, Epochs: o.epochs, BatchSize: o.batch, EvalBatchSize: o.evalBatch,
+		LR: o.lr, Momentum: o.momentum, WeightDecay: o.wd, Nesterov: o.nesterov, NoDecayBNBias: o.noDecayBNBias,
+		Schedule: o.schedule, Milestones: milestones, MilestoneEvery: o.milestoneEvery, Gamma: o.gamma,
+		WarmupEpochs: o.warmup, LabelSmoothing: o.labelSmoothing, Augmentation: o.augment}
+	milestones = rec.EffectiveMilestones()
 	if _, err := train.ParseSchedule(o.schedule, o.lr, o.epochs, milestones, o.gamma, o.warmup); err != nil {
 		if len(milestones) > 0 {
 			return nil, usagef("--milestones %s: %v", o.milestones, err)
@@ -336,15 +295,10 @@ func (o *trainOptions) validate(fs *flagSet, set map[string]bool) (*trainPlan, e
 			dataDir = abs
 		}
 	}
-	cfg := train.Config{
-		Model: modelCfg, Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Momentum: o.momentum,
-		WeightDecay: o.wd, Nesterov: o.nesterov, NoDecayBNBias: o.noDecayBNBias, Schedule: o.schedule,
-		Milestones: milestones, Gamma: o.gamma, WarmupEpochs: o.warmup, LabelSmoothing: o.labelSmoothing,
-		Seed: o.seed, RunDir: runDir, Data: spec.name, DataDir: dataDir, Augmentation: p.desc, Recipe: o.recipe,
-		EvalBatchSize: o.evalBatch, Progress: !o.quiet, MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
-		Workers: o.workers, CheckpointEverySteps: o.checkpointEvery, Precision: o.precision,
-		Recompute: o.recompute,
-	}
+	cfg := rec.Config(modelCfg, runDir)
+	cfg.Seed, cfg.Data, cfg.DataDir, cfg.Augmentation = o.seed, spec.name, dataDir, p.desc
+	cfg.Progress, cfg.MaxTrainImages, cfg.MaxEvalImages = !o.quiet, o.maxTrain, o.maxEval
+	cfg.Workers, cfg.CheckpointEverySteps, cfg.Precision, cfg.Recompute = o.workers, o.checkpointEvery, o.precision, o.recompute
 	if err := cfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/gomlx/compute"
@@ -15,99 +14,10 @@ import (
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/support/exceptions"
+	"github.com/seqconv/seqconv/checkpoint"
+	"github.com/seqconv/seqconv/internal/atomicfile"
 	"github.com/seqconv/seqconv/models"
 )
-
-// ReadRunConfig reads the model config of a run directory from its config.json (ConfigFile, as Run or
-// WriteRun write it), with the model family's defaults applied, and validates it.
-func ReadRunConfig(dir string) (models.Config, error) {
-	path := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return models.Config{}, fmt.Errorf("run directory %s: %w", dir, err)
-	}
-	// Only the model config matters here: the other keys of config.json describe the run.
-	var file struct {
-		Model json.RawMessage `json:"model"`
-	}
-	if err := json.Unmarshal(b, &file); err != nil {
-		return models.Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return decodeModelConfig(path, file.Model)
-}
-
-// decodeModelConfig decodes the "model" value of config.json with models.ParseConfig.
-func decodeModelConfig(path string, raw json.RawMessage) (models.Config, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return models.Config{}, fmt.Errorf("%s: no \"model\" config", path)
-	}
-	cfg, err := models.ParseConfig(raw)
-	if err != nil {
-		return models.Config{}, fmt.Errorf("%s: model config: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// readRunConfigFile reads config.json of a run directory written by Run.
-func readRunConfigFile(dir string) (runConfigFile, error) {
-	path := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return runConfigFile{}, fmt.Errorf("run directory %s: %w", dir, err)
-	}
-	var file runConfigFile
-	if err := json.Unmarshal(b, &file); err != nil {
-		return runConfigFile{}, fmt.Errorf("%s: %w", path, err)
-	}
-	var raw struct {
-		Model json.RawMessage `json:"model"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return runConfigFile{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if file.Model, err = decodeModelConfig(path, raw.Model); err != nil {
-		return runConfigFile{}, err
-	}
-	return file, nil
-}
-
-// ReadConfig reads the training Config of a run directory from its config.json, as Run wrote it
-// (with the model family's defaults applied to the model config), for Resume. Runs written by
-// WriteRun have a Config without training fields (Epochs 0), which Resume rejects.
-func ReadConfig(dir string) (Config, error) {
-	file, err := readRunConfigFile(dir)
-	if err != nil {
-		return Config{}, err
-	}
-	return file.Config, nil
-}
-
-// ReadClasses reads the class names of a run directory from its classes.json (ClassesFile, which Run
-// writes when the training set names its classes); nil when the run has none.
-func ReadClasses(dir string) ([]string, error) {
-	path := filepath.Join(dir, ClassesFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("train: run directory %s: %w", dir, err)
-	}
-	var names []string
-	if err := json.Unmarshal(b, &names); err != nil {
-		return nil, fmt.Errorf("train: %s: want a JSON array of class names: %w", path, err)
-	}
-	return names, nil
-}
-
-// RunCheckpointDir returns the checkpoint directory of a run directory: its best checkpoint (BestDir)
-// or its latest ones (LatestDir).
-func RunCheckpointDir(dir string, best bool) string {
-	if best {
-		return filepath.Join(dir, BestDir)
-	}
-	return filepath.Join(dir, LatestDir)
-}
 
 // LoadRun loads a run directory written by Run or WriteRun into a new store: the model config of its
 // config.json and the latest checkpoint of its LatestDir, or with best the checkpoint of its BestDir. It
@@ -122,7 +32,7 @@ func LoadRun(backend compute.Backend, dir string, best bool) (models.Config, *mo
 		return models.Config{}, nil, errors.New("load run: nil backend")
 	}
 	ckptDir := RunCheckpointDir(dir, best)
-	names, err := listCheckpoints(ckptDir)
+	names, err := checkpoint.List(ckptDir)
 	if err != nil {
 		return models.Config{}, nil, fmt.Errorf("run directory %s: listing checkpoints: %w", dir, err)
 	}
@@ -201,7 +111,7 @@ func listSome(items []string, n int) string {
 // importedRunFile is what config.json holds in a run directory written by WriteRun: the structure Run
 // writes (the training fields are zero: no training happened) and where the weights came from.
 type importedRunFile struct {
-	runConfigFile
+	RunFile
 	Source string `json:"source"`
 }
 
@@ -219,7 +129,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	}
 	latestDir, bestDir := filepath.Join(dir, LatestDir), filepath.Join(dir, BestDir)
 	for _, d := range []string{latestDir, bestDir} {
-		names, err := listCheckpoints(d)
+		names, err := checkpoint.List(d)
 		if err != nil {
 			return fmt.Errorf("run directory %s: %w", dir, err)
 		}
@@ -232,7 +142,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 		return fmt.Errorf("creating run directory: %w", err)
 	}
 	desc := importedRunFile{
-		runConfigFile: runConfigFile{
+		RunFile: RunFile{
 			Config:      Config{Model: modelCfg, RunDir: dir},
 			AugmentDesc: describeAugmenter(nil),
 			Optimizer:   "none",
@@ -243,7 +153,7 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", ConfigFile, err)
 	}
-	if _, err := writeBytesAtomic(dir, ConfigFile, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, ConfigFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("writing %s: %w", ConfigFile, err)
 	}
 	var name string
@@ -258,29 +168,8 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	if err != nil {
 		return err
 	}
-	if err := copyCheckpoint(latestDir, name, bestDir); err != nil {
+	if err := checkpoint.Copy(latestDir, name, bestDir); err != nil {
 		return fmt.Errorf("%w", err)
 	}
 	return nil
-}
-
-// runFiles are the files Run writes at the top of a run directory.
-var runFiles = []string{ConfigFile, ClassesFile, ResultsFile, ResultsJSONFile}
-
-// ProtectedRunFile returns why the file at path must not be replaced by another command's output, or "": it
-// is one of the files Run writes in a run directory (a directory with a config.json), or a file of its
-// checkpoint directories.
-func ProtectedRunFile(path string) string {
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	isRun := func(d string) bool {
-		st, err := os.Stat(filepath.Join(d, ConfigFile))
-		return err == nil && !st.IsDir()
-	}
-	if slices.Contains(runFiles, base) && isRun(dir) {
-		return fmt.Sprintf("the %s of run directory %s", base, dir)
-	}
-	if sub := filepath.Base(dir); (sub == LatestDir || sub == BestDir) && isRun(filepath.Dir(dir)) {
-		return fmt.Sprintf("a file of the checkpoints (%s) of run directory %s", sub, filepath.Dir(dir))
-	}
-	return ""
 }
