@@ -20,6 +20,7 @@ import (
 
 	"github.com/gomlx/compute"
 
+	"github.com/seqconv/seqconv/internal/text"
 	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
@@ -95,9 +96,9 @@ func LoadReportRun(backend compute.Backend, dir string, best bool) (ReportRun, e
 	if backend == nil {
 		r.Notes = append(r.Notes, "model summary not computed (no compute backend)")
 	} else if cfg, err := train.ReadRunConfig(dir); err != nil {
-		r.Notes = append(r.Notes, "model summary not computed: "+oneLine(err.Error()))
+		r.Notes = append(r.Notes, "model summary not computed: "+text.OneLine(err.Error()))
 	} else if stats, err := models.Inspect(backend, cfg, 0); err != nil {
-		r.Notes = append(r.Notes, "model summary not computed: "+oneLine(err.Error()))
+		r.Notes = append(r.Notes, "model summary not computed: "+text.OneLine(err.Error()))
 	} else {
 		r.Stats = &stats
 		r.Components = models.Summarize(stats, 0)
@@ -106,7 +107,7 @@ func LoadReportRun(backend compute.Backend, dir string, best bool) (ReportRun, e
 	if curves, err := ReadResults(dir); err == nil {
 		r.Curves = &curves
 	} else {
-		r.Notes = append(r.Notes, "no training curves: "+oneLine(err.Error()))
+		r.Notes = append(r.Notes, "no training curves: "+text.OneLine(err.Error()))
 	}
 
 	r.Checkpoint = "latest (" + train.LatestDir + "/)"
@@ -119,7 +120,7 @@ func LoadReportRun(backend compute.Backend, dir string, best bool) (ReportRun, e
 	}
 	_, store, err := train.LoadRun(backend, dir, best)
 	if err != nil {
-		r.Notes = append(r.Notes, "no heat maps: "+oneLine(err.Error()))
+		r.Notes = append(r.Notes, "no heat maps: "+text.OneLine(err.Error()))
 		return r, nil
 	}
 	for _, layer := range SeqConvLayers(store) {
@@ -162,7 +163,6 @@ func hostInfo(raw []byte) []KeyValue {
 }
 
 // oneLine flattens a message to one line.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // MeanUtilization returns the mean utilization of the run's heat maps (NaN without any).
 func (r ReportRun) MeanUtilization() float64 { return meanUtilization(r.Heatmaps) }
@@ -659,7 +659,7 @@ func summaryRows(runs []reportRunView) []summaryRow {
 				set(14, fmtFloat(m.seconds, 1)+" s")
 			}
 		}
-		set(15, oneLine(c.Backend))
+		set(15, text.OneLine(c.Backend))
 		var host []string
 		for _, kv := range r.HostInfo {
 			host = append(host, kv.Key+": "+kv.Value)

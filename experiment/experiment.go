@@ -127,8 +127,8 @@ func RunWindowedVsDense(ctx context.Context, backend compute.Backend, opts Optio
 	}
 	s := &Summary{
 		Experiment: WindowedVsDense, Command: opts.Command, Model: base, Granularity: windowedCfg.StageK(0),
-		Data: dataName, Epochs: opts.Epochs, TrainImages: limit(trainSet.N, opts.MaxTrainImages),
-		TestImages: limit(testSet.N, opts.MaxEvalImages), Seed: opts.Seed, ColorMap: "jet",
+		Data: dataName, Epochs: opts.Epochs, TrainImages: train.ImagesUsed(trainSet.N, opts.MaxTrainImages),
+		TestImages: train.ImagesUsed(testSet.N, opts.MaxEvalImages), Seed: opts.Seed, ColorMap: "jet",
 		DenseWindow: denseCfg.Window, DifferingLayers: differ, UtilizationNotes: utilizationDefinition,
 	}
 	if opts.Started != nil {
@@ -259,12 +259,4 @@ func writeHeatmaps(backend compute.Backend, out string, v *Variant) (analysis.Re
 		}
 	}
 	return run, nil
-}
-
-// limit returns min(n, max) when max > 0, else n.
-func limit(n, max int) int {
-	if max > 0 && max < n {
-		return max
-	}
-	return n
 }

@@ -165,6 +165,15 @@ func (c Config) optimizer(lr float64) (*SGDOptimizer, error) {
 	return sgd.Build()
 }
 
+// ImagesUsed returns how many images of a set of n a run limited to max images (MaxTrainImages or
+// MaxEvalImages; 0: all) uses.
+func ImagesUsed(n, max int) int {
+	if max > 0 && max < n {
+		return max
+	}
+	return n
+}
+
 // prepareData validates the data sets against the model and applies MaxTrainImages/MaxEvalImages.
 func (c Config) prepareData(trainData, validData Dataset) (Dataset, Dataset, error) {
 	for _, s := range []struct {

@@ -366,7 +366,7 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	nTrain, nEval := limit(sets.train.Len(), cfg.MaxTrainImages), limit(sets.eval.Len(), cfg.MaxEvalImages)
+	nTrain, nEval := train.ImagesUsed(sets.train.Len(), cfg.MaxTrainImages), train.ImagesUsed(sets.eval.Len(), cfg.MaxEvalImages)
 	h, w := sets.train.ImageSize()
 	fmt.Fprintf(stdout, "data:     %s: %s training images, %s %s images, %d classes, %dx%d, augmentation %s\n",
 		dataLabel(cfg.Data), thousands(int64(nTrain)), thousands(int64(nEval)), sets.evalSplit,
@@ -429,14 +429,6 @@ func dataLabel(name string) string {
 		return filepath.Base(name)
 	}
 	return name
-}
-
-// limit returns min(n, max) when max > 0, else n.
-func limit(n, max int) int {
-	if max > 0 && max < n {
-		return max
-	}
-	return n
 }
 
 // isTerminal reports whether w is a character device (a terminal), where a self-updating
