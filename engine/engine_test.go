@@ -3,6 +3,8 @@ package engine
 import (
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -129,6 +131,7 @@ func TestNewONNXRuntime(t *testing.T) {
 }
 
 func TestWithONNXDefaults(t *testing.T) {
+	threads := "intra_op_num_threads=" + strconv.Itoa(runtime.GOMAXPROCS(0))
 	for _, tc := range []struct {
 		config string
 		w      Workload
@@ -136,10 +139,14 @@ func TestWithONNXDefaults(t *testing.T) {
 	}{
 		{"go", Training, "go"},
 		{"xla:/p/plugin.so", Inference, "xla:/p/plugin.so"},
-		{"onnx:cpu,/lib/libonnxruntime.so", Training, "onnx:graph_optimization_level=0,cpu,/lib/libonnxruntime.so"},
+		{"onnx:cpu,/lib/libonnxruntime.so", Training, "onnx:graph_optimization_level=0,mem_pattern=false," + threads +
+			",cpu,/lib/libonnxruntime.so"},
 		{"onnx:cpu,/lib/libonnxruntime.so", Inference, "onnx:graph_optimization_level=99,cpu,/lib/libonnxruntime.so"},
-		{"onnxruntime", Training, "onnxruntime:graph_optimization_level=0"},
-		{"onnx:cpu,opt_level=2,/lib/x.so", Training, "onnx:cpu,opt_level=2,/lib/x.so"},
+		{"onnxruntime", Training, "onnxruntime:graph_optimization_level=0,mem_pattern=false," + threads},
+		{"onnx:cpu,opt_level=2,no_mem_pattern,intra_threads=1,/lib/x.so", Training,
+			"onnx:cpu,opt_level=2,no_mem_pattern,intra_threads=1,/lib/x.so"},
+		{"onnx:cpu,MemPattern=true,/lib/x.so", Training, "onnx:graph_optimization_level=0," + threads +
+			",cpu,MemPattern=true,/lib/x.so"},
 		{"onnx:cpu,Graph_Optimization_Level=1", Inference, "onnx:cpu,Graph_Optimization_Level=1"},
 	} {
 		if got := withONNXDefaults(tc.config, tc.w); got != tc.want {
