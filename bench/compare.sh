@@ -8,7 +8,10 @@
 # OUT (result directory, default bench/results/<date>-<device>), CASES (override the case list, lines of
 # "engine model batch mode precision"; engine: onnx (ONNX Runtime, the library scripts/install-onnxruntime.sh
 # installs or $ONNXRUNTIME_SHARED_LIBRARY_PATH), go, or default ($GOMLX_BACKEND, else seqconv's own choice)),
-# SEQCONV_ARGS (extra flags for every "seqconv bench", e.g. --recompute). Each case runs seqconv, then PyTorch.
+# SEQCONV_ARGS (extra flags for every "seqconv bench", e.g. --recompute), ROUNDS (default 1: how many times the
+# whole case list runs; each round runs every case, seqconv then PyTorch, so that both see the same machine, and
+# the table gives the medians over the rounds and the range of the per-round time ratios). Each case runs seqconv,
+# then PyTorch.
 # On the GPU the XLA caches live in $OUT/xla-cache, new for each run, so each model's first case compiles cold;
 # the CIFAR demo's training compile is also timed cold and then warm (from that cache). Prints a table with the throughput ratio seqconv/PyTorch and writes
 # $OUT/results.jsonl and $OUT/table.md.
@@ -87,6 +90,8 @@ fi
   echo "GOMLX_BACKEND=${GOMLX_BACKEND:-} ONNX Runtime library: $ort_lib"
   echo "load: $(cat /proc/loadavg 2>/dev/null || uptime)"
 } > "$OUT/machine.txt" 2>&1
+ROUNDS=${ROUNDS:-1}
+for round in $(seq "$ROUNDS"); do
 while read -r engine model batch mode precision; do
   [ -z "$engine" ] && continue
   config=$(engine_config "$engine")
@@ -94,7 +99,7 @@ while read -r engine model batch mode precision; do
     echo "== skipping $engine $model: no ONNX Runtime library at $ort_lib (scripts/install-onnxruntime.sh)" >&2
     continue
   fi
-  echo "== $engine $model batch $batch $mode $precision (load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))" >&2
+  echo "== round $round/$ROUNDS: $engine $model batch $batch $mode $precision (load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))" >&2
   ours=$(GOMLX_BACKEND=$config "$SEQCONV" bench --model "$model" --batch "$batch" --mode "$mode" \
            --precision "$precision" --steps "${STEPS:-10}" --json "${xla_args[@]}" ${SEQCONV_ARGS:-} 2>>"$OUT/errors.log") \
     || ours=$(GOMLX_BACKEND=$config "$SEQCONV" bench --model "$model" --batch "$batch" --mode "$mode" \
@@ -103,25 +108,38 @@ while read -r engine model batch mode precision; do
   theirs=$("$PYTHON" "$here/torch/seqconv_torch.py" bench --model "$model" --batch "$batch" --mode "$mode" \
            --precision "$precision" --device "$torch_device" --steps "${STEPS:-10}" 2>>"$OUT/errors.log") \
            || theirs='{"error": "failed, see errors.log"}'
-  printf '{"engine": "%s", "model": "%s", "batch": %s, "mode": "%s", "precision": "%s", "seqconv": %s, "pytorch": %s}\n' \
-    "$engine" "$model" "$batch" "$mode" "$precision" "$ours" "$theirs" >> "$results"
+  printf '{"round": %s, "engine": "%s", "model": "%s", "batch": %s, "mode": "%s", "precision": "%s", "seqconv": %s, "pytorch": %s}\n' \
+    "$round" "$engine" "$model" "$batch" "$mode" "$precision" "$ours" "$theirs" >> "$results"
 done <<< "$CASES"
+done
 "$PYTHON" - "$results" "$OUT/table.md" <<'PY'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-out = ["| engine | model | batch | mode | precision | seqconv s/step | first step (s) | peak MiB | PyTorch s/step | PyTorch peak MiB | time ratio |",
-       "|---|---|---|---|---|---|---|---|---|---|---|"]
+cases = {}  # (engine, model, batch, mode, precision) -> the rounds' rows, in the order the cases first ran
+for r in rows:
+    cases.setdefault((r["engine"], r["model"], r["batch"], r["mode"], r["precision"]), []).append(r)
+out = ["| engine | model | batch | mode | precision | rounds | seqconv s/step | first step (s) | peak MiB | PyTorch s/step | PyTorch peak MiB | time ratio | ratio range |",
+       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 f = lambda v, p=1: f"{v:.{p}f}" if isinstance(v, (int, float)) else "n/a"
 mib = lambda d: f"{d / 2**20:.0f}" if d else "n/a"
-for r in rows:
-    a, b = r["seqconv"], r["pytorch"]
-    ta, tb = a.get("median_step_s"), b.get("median_step_s")
-    ratio = f"{ta / tb:.2f}x" if ta and tb else "n/a"
-    out.append(f"| {r['engine']} | {r['model']} | {r['batch']} | {r['mode']} | {r['precision']} | {f(ta, 3)} | "
-               f"{f(a.get('first_step_s'), 1)} | {mib(a.get('peak_rss_bytes'))} | {f(tb, 3)} | "
-               f"{mib(b.get('peak_rss_bytes') or b.get('peak_memory_bytes'))} | {ratio} |")
+def median(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None
+for key, rs in cases.items():
+    a = [r["seqconv"] for r in rs]
+    b = [r["pytorch"] for r in rs]
+    ratios = [x.get("median_step_s") / y.get("median_step_s") for x, y in zip(a, b)
+              if x.get("median_step_s") and y.get("median_step_s")]
+    ratio = f"{statistics.median(ratios):.2f}x" if ratios else "n/a"
+    spread = f"{min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else ""
+    peak = max([x.get("peak_rss_bytes") or 0 for x in a], default=0)
+    tpeak = max([y.get("peak_rss_bytes") or y.get("peak_memory_bytes") or 0 for y in b], default=0)
+    out.append(f"| {' | '.join(str(k) for k in key)} | {len(rs)} | {f(median(x.get('median_step_s') for x in a), 3)} | "
+               f"{f(median(x.get('first_step_s') for x in a), 1)} | {mib(peak)} | "
+               f"{f(median(y.get('median_step_s') for y in b), 3)} | {mib(tpeak)} | {ratio} | {spread} |")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
-print("time ratio: seqconv's median step time / PyTorch's (below 1: seqconv is faster)")
+print("time ratio: the median over the rounds of seqconv's median step time / PyTorch's, run one after the other "
+      "(below 1: seqconv is faster); s/step and first step: medians over the rounds; peak: the largest")
 PY
 echo "results in $OUT" >&2
