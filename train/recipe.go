@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/seqconv/seqconv/data"
 	"github.com/seqconv/seqconv/models"
 )
 
@@ -69,7 +70,7 @@ func CIFARRecipe() Recipe {
 	r.Name = RecipeCIFAR
 	r.WeightDecay, r.BatchSize, r.Epochs = 1e-4, 64, 300
 	r.Schedule = "multistep"
-	r.Augmentation = "crop:4+flip"
+	r.Augmentation = data.DefaultCIFARAugmentation
 	return r
 }
 
@@ -81,7 +82,7 @@ func ImageNetRecipe() Recipe {
 	r.Name = RecipeImageNet
 	r.BatchSize, r.Epochs = 256, 100
 	r.MilestoneEvery = 30
-	r.Augmentation = "rrc+flip+jitter:0.4+lighting:0.1"
+	r.Augmentation = data.DefaultFolderAugmentation
 	return r
 }
 

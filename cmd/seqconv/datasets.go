@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/seqconv/seqconv/data"
@@ -14,10 +13,10 @@ import (
 
 // Dataset kinds of --data.
 const (
-	kindMNIST    = "mnist"
-	kindCIFAR10  = "cifar10"
-	kindCIFAR100 = "cifar100"
-	kindFolder   = "folder"
+	kindMNIST    = data.KindMNIST
+	kindCIFAR10  = data.KindCIFAR10
+	kindCIFAR100 = data.KindCIFAR100
+	kindFolder   = data.KindFolder
 )
 
 // MNIST's image channels and classes, to check a model before loading the data.
@@ -94,104 +93,14 @@ type pipeline struct {
 	desc string
 }
 
-// Default augmentation specs.
-var (
-	defaultMNISTAugment  = "crop:" + strconv.Itoa(defaultMNISTCropPad)
-	defaultCIFARAugment  = train.CIFARRecipe().Augmentation    // "crop:4+flip"
-	defaultFolderAugment = train.ImageNetRecipe().Augmentation // "rrc+flip+jitter:0.4+lighting:0.1"
-)
-
-// parseAugment parses --augment for a dataset kind: "default" (mnist crop:2, cifar crop:4+flip,
-// folders rrc+flip+jitter:0.4+lighting:0.1), "none", or '+'-separated items among rrc (random
-// resized crop, first), crop[:PAD], flip, jitter[:AMOUNT] and lighting[:STD].
+// parseAugment parses --augment for a dataset kind (see data.ParseAugmentation); a bad spec is a usage error.
 func parseAugment(spec, kind string) (pipeline, error) {
-	spec = strings.ToLower(strings.TrimSpace(spec))
-	if spec == "default" || spec == "" {
-		switch kind {
-		case kindMNIST:
-			spec = defaultMNISTAugment
-		case kindFolder:
-			spec = defaultFolderAugment
-		default:
-			spec = defaultCIFARAugment
-		}
+	a, err := data.ParseAugmentation(spec, kind)
+	if err != nil {
+		return pipeline{}, usagef("--augment: %v", err)
 	}
-	if spec == "none" {
-		return pipeline{desc: "none"}, nil
-	}
-	var p pipeline
-	var augs []data.Augmenter
-	var descs []string
-	number := func(name, arg string, def float64, min float64) (float64, error) {
-		if arg == "" {
-			return def, nil
-		}
-		x, err := strconv.ParseFloat(arg, 64)
-		if err != nil || !(x >= min) || x > 1e6 {
-			return 0, usagef("--augment: %s takes a number >= %g, got %q", name, min, arg)
-		}
-		return x, nil
-	}
-	for i, item := range strings.Split(spec, "+") {
-		name, arg, hasArg := strings.Cut(strings.TrimSpace(item), ":")
-		if hasArg && arg == "" {
-			return pipeline{}, usagef("--augment: %q lacks its value after ':'", item)
-		}
-		switch {
-		case name == "rrc" && !hasArg:
-			if i != 0 {
-				return pipeline{}, usagef("--augment: rrc (random resized crop) must come first, got %q", spec)
-			}
-			p.rrc = true
-			descs = append(descs, "rrc")
-		case name == "crop":
-			pad := defaultCIFARCropPad
-			if kind == kindMNIST {
-				pad = defaultMNISTCropPad
-			}
-			if hasArg {
-				n, err := strconv.Atoi(arg)
-				if err != nil || n < 1 || n > 1024 {
-					return pipeline{}, usagef("--augment: crop padding must be an integer >= 1, got %q", arg)
-				}
-				pad = n
-			}
-			augs = append(augs, data.RandomCrop{Pad: pad})
-			descs = append(descs, fmt.Sprintf("crop:%d", pad))
-		case name == "flip" && !hasArg:
-			augs = append(augs, data.HFlip{})
-			descs = append(descs, "flip")
-		case name == "jitter":
-			a, err := number("jitter", arg, 0.4, 0)
-			if err != nil {
-				return pipeline{}, err
-			}
-			augs = append(augs, data.ColorJitter{Brightness: a, Contrast: a, Saturation: a})
-			descs = append(descs, "jitter:"+strconv.FormatFloat(a, 'g', -1, 64))
-		case name == "lighting":
-			s, err := number("lighting", arg, 0.1, 0)
-			if err != nil {
-				return pipeline{}, err
-			}
-			if kind == kindMNIST {
-				return pipeline{}, usagef("--augment: lighting needs RGB images, but mnist is grey")
-			}
-			augs = append(augs, data.Lighting{AlphaStd: s})
-			descs = append(descs, "lighting:"+strconv.FormatFloat(s, 'g', -1, 64))
-		default:
-			return pipeline{}, usagef("--augment: unknown augmentation %q, expected default, none, or rrc, crop[:PAD], "+
-				"flip, jitter[:AMOUNT] and lighting[:STD] joined with '+'", item)
-		}
-	}
-	p.desc = strings.Join(descs, "+")
-	switch len(augs) {
-	case 0:
-	case 1:
-		p.aug = train.NameAugmenter(strings.TrimPrefix(p.desc, "rrc+"), augs[0])
-	default:
-		p.aug = train.NameAugmenter(strings.TrimPrefix(p.desc, "rrc+"), data.Compose(augs...))
-	}
-	return p, nil
+	return pipeline{rrc: a.RandomResizedCrop, desc: a.Spec,
+		aug: train.NameAugmenter(strings.TrimPrefix(a.Spec, "rrc+"), a.Augmenter)}, nil
 }
 
 // loadedData are the data sets of a run.

@@ -185,8 +185,8 @@ func shellQuote(s string) string {
 // MNIST's augmentation (the experiment sets each run's model, directory, epochs, seed and image limits).
 func experimentTraining() experiment.Training {
 	r := train.DefaultRecipe()
-	r.Augmentation = defaultMNISTAugment
-	return experiment.Training{Recipe: r, Augment: data.RandomCrop{Pad: defaultMNISTCropPad}}
+	r.Augmentation = data.DefaultMNISTAugmentation
+	return experiment.Training{Recipe: r, Augment: data.RandomCrop{Pad: data.DefaultMNISTCropPad}}
 }
 
 // execute runs the experiment and prints its progress and results.

@@ -300,22 +300,6 @@ func TestHelpers(t *testing.T) {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
 	}
-	for _, c := range []struct{ spec, kind, want string }{
-		{"default", kindMNIST, "crop:2"}, {"none", kindMNIST, "none"}, {"crop:4+flip", kindMNIST, "crop:4+flip"},
-		{"flip", kindMNIST, "flip"}, {"crop", kindMNIST, "crop:2"}, {"crop", kindCIFAR10, "crop:4"},
-		{"default", kindCIFAR100, "crop:4+flip"}, {"default", kindFolder, "rrc+flip+jitter:0.4+lighting:0.1"},
-		{"rrc+flip+jitter+lighting:0.2", kindCIFAR10, "rrc+flip+jitter:0.4+lighting:0.2"},
-	} {
-		p, err := parseAugment(c.spec, c.kind)
-		if err != nil || p.desc != c.want || p.rrc != strings.HasPrefix(c.want, "rrc") {
-			t.Errorf("parseAugment(%q, %s) = %+v, %v; want %q", c.spec, c.kind, p, err, c.want)
-		}
-	}
-	for _, spec := range []string{"crop:0", "crop:x", "flip:2", "blur", "flip+rrc", "jitter:", "jitter:-1", "lighting"} {
-		if _, err := parseAugment(spec, kindMNIST); err == nil {
-			t.Errorf("parseAugment(%q) accepted", spec)
-		}
-	}
 }
 
 // TestRecoverPanics checks that a panic inside a command becomes a one-line error.

@@ -24,12 +24,10 @@ func init() {
 
 // Defaults of "seqconv train" that are not part of its recipe (train.DefaultRecipe).
 const (
-	defaultData         = "mnist"
-	defaultModel        = "seqresnet-mnist"
-	defaultSeed         = 1
-	defaultRunsDir      = "runs" // --run defaults to runs/<model>-<timestamp>.
-	defaultMNISTCropPad = 2      // MNIST's default augmentation: random crop with 2 pixels of padding.
-	defaultCIFARCropPad = 4      // CIFAR's (and image folders'): random crop with 4 pixels of padding.
+	defaultData    = "mnist"
+	defaultModel   = "seqresnet-mnist"
+	defaultSeed    = 1
+	defaultRunsDir = "runs" // --run defaults to runs/<model>-<timestamp>.
 )
 
 // trainOptions are the flags of "seqconv train".
