@@ -149,7 +149,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	// Evaluate as the run did: resized and centre-cropped if it trained with random resized crops.
 	p := pipeline{}
 	if cfg.Augmentation != "" {
-		if trained, err := parseAugment(cfg.Augmentation, spec.kind); err == nil {
+		if trained, err := parseAugment(cfg.Augmentation, spec.Kind); err == nil {
 			p.rrc = trained.rrc
 		}
 	}
@@ -157,7 +157,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if spec.kind != kindFolder {
+	if spec.Kind != kindFolder {
 		classes = nil
 	}
 
@@ -174,7 +174,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	ds := sets.eval
+	ds := sets.Eval
 	if err := ds.Validate(); err != nil {
 		return fmt.Errorf("data %s: %w", ds.Name(), err)
 	}
@@ -196,7 +196,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(stdout, "run:      %s (%s checkpoint: %s)\n", o.run, which, ckpt)
 		fmt.Fprintf(stdout, "model:    %s (%s)\n", modelCfg.Name, modelCfg.Family)
-		fmt.Fprintf(stdout, "data:     %s: %s %s images\n", dataLabel(spec.name), thousands(int64(ds.Len())), sets.evalSplit)
+		fmt.Fprintf(stdout, "data:     %s: %s %s images\n", dataLabel(spec.Name), thousands(int64(ds.Len())), sets.EvalSplit)
 	}
 	start := time.Now()
 	ev, err := train.Evaluate(ctx, backend, store, modelCfg, ds, o.batch)
@@ -206,7 +206,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		}
 		return err
 	}
-	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.name, Images: ds.Len(), Loss: finiteNumber(ev.Loss),
+	res := evalResult{Run: o.run, Checkpoint: which, Data: spec.Name, Images: ds.Len(), Loss: finiteNumber(ev.Loss),
 		Top1Error: finiteNumber(ev.Top1Error), Top5Error: finiteNumber(ev.Top5Error), Seconds: time.Since(start).Seconds(),
 		NonFinite: nonFiniteNote(map[string]float64{"loss": ev.Loss, "top1_error": ev.Top1Error, "top5_error": ev.Top5Error})}
 	if o.jsonOut {

@@ -258,8 +258,8 @@ func (o *trainOptions) validate(set map[string]bool) (*trainPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if spec.kind == kindFolder {
-		if err := checkFolderLayout(spec.name); err != nil {
+	if spec.Kind == kindFolder {
+		if err := checkFolderLayout(spec.Name); err != nil {
 			return nil, err
 		}
 	}
@@ -267,15 +267,15 @@ func (o *trainOptions) validate(set map[string]bool) (*trainPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if modelCfg.InChannels != spec.channels {
+	if modelCfg.InChannels != spec.Channels {
 		return nil, usagef("--model %s takes %d-channel images, but %s has %d-channel images",
-			o.model, modelCfg.InChannels, o.data, spec.channels)
+			o.model, modelCfg.InChannels, o.data, spec.Channels)
 	}
-	if spec.classes > 0 && modelCfg.Classes != spec.classes {
+	if spec.Classes > 0 && modelCfg.Classes != spec.Classes {
 		return nil, usagef("--model %s has %d classes, but %s has %d classes (set --classes %d)",
-			o.model, modelCfg.Classes, o.data, spec.classes, spec.classes)
+			o.model, modelCfg.Classes, o.data, spec.Classes, spec.Classes)
 	}
-	p, err := parseAugment(o.augment, spec.kind)
+	p, err := parseAugment(o.augment, spec.Kind)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +284,7 @@ func (o *trainOptions) validate(set map[string]bool) (*trainPlan, error) {
 		runDir = filepath.Join(defaultRunsDir, modelBaseName(o.model)+"-"+time.Now().Format("20060102-150405"))
 	}
 	dataDir := ""
-	if spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100 {
+	if spec.Kind == kindCIFAR10 || spec.Kind == kindCIFAR100 {
 		dataDir = o.dataDir
 		if dataDir == "" {
 			dataDir = defaultDataDir()
@@ -294,7 +294,7 @@ func (o *trainOptions) validate(set map[string]bool) (*trainPlan, error) {
 		}
 	}
 	cfg := rec.Config(modelCfg, runDir)
-	cfg.Seed, cfg.Data, cfg.DataDir, cfg.Augmentation = o.seed, spec.name, dataDir, p.desc
+	cfg.Seed, cfg.Data, cfg.DataDir, cfg.Augmentation = o.seed, spec.Name, dataDir, p.desc
 	cfg.Progress, cfg.MaxTrainImages, cfg.MaxEvalImages = !o.quiet, o.maxTrain, o.maxEval
 	cfg.Workers, cfg.CheckpointEverySteps, cfg.Precision, cfg.Recompute = o.workers, o.checkpointEvery, o.precision, o.recompute
 	if err := cfg.Validate(); err != nil {
@@ -356,7 +356,7 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	for _, ds := range []train.Dataset{sets.train, sets.eval} {
+	for _, ds := range []train.Dataset{sets.Train, sets.Eval} {
 		if err := ds.Validate(); err != nil {
 			return fmt.Errorf("data %s: %w", ds.Name(), err)
 		}
@@ -364,11 +364,11 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	nTrain, nEval := train.ImagesUsed(sets.train.Len(), cfg.MaxTrainImages), train.ImagesUsed(sets.eval.Len(), cfg.MaxEvalImages)
-	h, w := sets.train.ImageSize()
+	nTrain, nEval := train.ImagesUsed(sets.Train.Len(), cfg.MaxTrainImages), train.ImagesUsed(sets.Eval.Len(), cfg.MaxEvalImages)
+	h, w := sets.Train.ImageSize()
 	fmt.Fprintf(stdout, "data:     %s: %s training images, %s %s images, %d classes, %dx%d, augmentation %s\n",
-		dataLabel(cfg.Data), thousands(int64(nTrain)), thousands(int64(nEval)), sets.evalSplit,
-		sets.train.NumClasses(), h, w, p.pipeline.desc)
+		dataLabel(cfg.Data), thousands(int64(nTrain)), thousands(int64(nEval)), sets.EvalSplit,
+		sets.Train.NumClasses(), h, w, p.pipeline.desc)
 	if h != cfg.Model.Resolution || w != cfg.Model.Resolution {
 		fmt.Fprintf(stderr, "seqconv: note: the images are %dx%d, the model's nominal resolution is %d\n",
 			h, w, cfg.Model.Resolution)
@@ -398,13 +398,13 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 	start := time.Now()
 	var res *train.Result
 	if p.resume {
-		res, err = train.Resume(ctx, backend, cfg, sets.train, sets.eval, out)
+		res, err = train.Resume(ctx, backend, cfg, sets.Train, sets.Eval, out)
 		if p.quiet && res != nil && res.ResumedFrom != "" {
 			info := train.CheckpointInfo{Name: res.ResumedFrom, HasState: true, Epoch: res.ResumedEpoch, Step: res.ResumedStep}
 			fmt.Fprintf(stdout, "resumed:  from %s\n", info)
 		}
 	} else {
-		res, err = train.Run(ctx, backend, cfg, sets.train, sets.eval, out)
+		res, err = train.Run(ctx, backend, cfg, sets.Train, sets.Eval, out)
 	}
 	wall := time.Since(start).Round(100 * time.Millisecond)
 	if err != nil {
@@ -415,7 +415,7 @@ func (p *trainPlan) execute(ctx context.Context, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "%s accuracy %.2f%% (error %.2f%%, top-5 error %.2f%%) after %s; best %.2f%% at epoch %d\n",
-		sets.evalSplit, 100-res.FinalValidError, res.FinalValidError, res.FinalTop5Error, epochsString(res.Epochs),
+		sets.EvalSplit, 100-res.FinalValidError, res.FinalValidError, res.FinalTop5Error, epochsString(res.Epochs),
 		100-res.BestValidError, res.BestEpoch)
 	fmt.Fprintf(stdout, "wall time %s; results in %s\n", wall, cfg.RunDir)
 	return nil

@@ -34,7 +34,7 @@ func (o *trainOptions) resumePlan(fs *flagSet, set map[string]bool) (*trainPlan,
 	if err != nil {
 		return nil, fmt.Errorf("--resume %s: the data of its %s: %w", dir, train.ConfigFile, err)
 	}
-	p, err := parseAugment(cfg.Augmentation, spec.kind)
+	p, err := parseAugment(cfg.Augmentation, spec.Kind)
 	if err != nil {
 		return nil, fmt.Errorf("--resume %s: the augmentation of its %s: %w", dir, train.ConfigFile, err)
 	}
@@ -55,7 +55,7 @@ func (o *trainOptions) resumePlan(fs *flagSet, set map[string]bool) (*trainPlan,
 	if set["data-dir"] {
 		cfg.DataDir, _ = filepath.Abs(o.dataDir)
 	}
-	if (spec.kind == kindCIFAR10 || spec.kind == kindCIFAR100) && cfg.DataDir == "" {
+	if (spec.Kind == kindCIFAR10 || spec.Kind == kindCIFAR100) && cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir()
 	}
 	return &trainPlan{cfg: cfg, data: spec, pipeline: p, resume: true, quiet: o.quiet, xlaCache: o.xlaCache,
@@ -90,10 +90,10 @@ func (o *trainOptions) checkResumeFlags(fs *flagSet, set map[string]bool, cfg tr
 		switch name {
 		case "data":
 			spec, err := parseDataName(given)
-			same, savedStr = err == nil && spec.name == cfg.Data, cfg.Data
+			same, savedStr = err == nil && spec.Name == cfg.Data, cfg.Data
 		case "augment":
 			spec, _ := parseDataName(cfg.Data)
-			p, err := parseAugment(given, spec.kind)
+			p, err := parseAugment(given, spec.Kind)
 			same, savedStr = err == nil && p.desc == cfg.Augmentation, cfg.Augmentation
 		case "model":
 			m, err := o.modelConfig()

@@ -1,0 +1,51 @@
+package train
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/seqconv/seqconv/data"
+)
+
+func TestParseDataName(t *testing.T) {
+	dir := t.TempDir()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		want DataSpec
+	}{
+		{"mnist", DataSpec{Kind: data.KindMNIST, Name: "mnist", Channels: 1, Classes: 10}},
+		{"CIFAR-10", DataSpec{Kind: data.KindCIFAR10, Name: "cifar10", Channels: 3, Classes: 10}},
+		{"cifar100", DataSpec{Kind: data.KindCIFAR100, Name: "cifar100", Channels: 3, Classes: 100}},
+		{dir, DataSpec{Kind: data.KindFolder, Name: abs, Channels: 3}},
+	} {
+		if got, err := ParseDataName(tc.name); err != nil || got != tc.want {
+			t.Errorf("ParseDataName(%q) = %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := ParseDataName(filepath.Join(dir, "missing")); !errors.Is(err, ErrUnknownDataset) {
+		t.Errorf("ParseDataName(a missing folder) = %v, want ErrUnknownDataset", err)
+	}
+}
+
+func TestCheckFolderLayout(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "train"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFolderLayout(root); err == nil || !strings.Contains(err.Error(), "no val/ folder") {
+		t.Errorf("CheckFolderLayout without val/: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "val"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckFolderLayout(root); err != nil {
+		t.Errorf("CheckFolderLayout: %v", err)
+	}
+}
