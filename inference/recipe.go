@@ -54,11 +54,12 @@ func fmtFloats(xs []float32) string {
 	return "[" + strings.Join(s, " ") + "]"
 }
 
-// Dataset names of config.json's "data" (as "seqconv train --data" records them).
+// Dataset names of config.json's "data" (as "seqconv train --data" records them: the kind, see
+// train.ParseDataName).
 const (
-	dataMNIST    = "mnist"
-	dataCIFAR10  = "cifar10"
-	dataCIFAR100 = "cifar100"
+	dataMNIST    = data.KindMNIST
+	dataCIFAR10  = data.KindCIFAR10
+	dataCIFAR100 = data.KindCIFAR100
 )
 
 // RecipeFor returns the preprocessing of a run trained with cfg (config.json, see train.ReadConfig) at
@@ -87,7 +88,10 @@ func RecipeFor(cfg train.Config, size int) (Recipe, error) {
 	r := Recipe{Dataset: strings.ToLower(cfg.Data), Size: size, Channels: m.InChannels}
 	native := data.ResizeCenterCrop{Size: size, Resize: size}
 	imagenet := data.ResizeCenterCrop{Size: size}
-	rrc := slices.Contains(strings.Split(cfg.Augmentation, "+"), "rrc")
+	var rrc bool // trained with random resized crops (a spec that does not parse: without)
+	if aug, err := data.ParseAugmentation(cfg.Augmentation, r.Dataset); err == nil {
+		rrc = aug.RandomResizedCrop
+	}
 	switch r.Dataset {
 	case dataMNIST:
 		r.Mean, r.Std = []float32{data.MNISTMean}, []float32{data.MNISTStd}
