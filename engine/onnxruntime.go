@@ -121,9 +121,9 @@ func (w Workload) String() string {
 //     hand-written gradients).
 //   - training: mem_pattern=false. With its memory pattern ONNX Runtime plans one block for all of a step's
 //     intermediate tensors; without it, its arena reuses freed ones as the step runs. On the CIFAR demo at
-//     batch 64 that is 3.4 instead of 5.4 GiB at the peak and a first step 1.5-2 s shorter (fresh memory is
-//     slow to touch on a virtual machine: ~1.5 s per GiB on this project's), for the same step time
-//     (2026-12-08).
+//     batch 64 that is 3.4 instead of 5.4 GiB at the peak and a first step 1.5-2 s shorter, for the same
+//     step time (`seqconv bench --batch 64` with and without mem_pattern=false in $GOMLX_BACKEND,
+//     2026-12-08).
 //   - training: intra_op_num_threads set to GOMAXPROCS. Left unset, ONNX Runtime starts one thread per
 //     physical core and pins each to its core, where they compete with the Go runtime's threads; with the
 //     count set it pins nothing. The CIFAR demo's training step at batch 16 took 0.53-0.70 s against
