@@ -12,6 +12,7 @@
 package layers
 
 import (
+	"encoding"
 	"fmt"
 	"math"
 	"strings"
@@ -89,14 +90,14 @@ func ParsePrecision(name string) (Precision, error) {
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParsePrecision, so that ParamPrecision may hold a
-// name (model.GetParamOr converts it).
+// name (see scopeParam).
 func (p *Precision) UnmarshalText(text []byte) (err error) {
 	*p, err = ParsePrecision(string(text))
 	return err
 }
 
 func precisionFromScope(scope *model.Scope) Precision {
-	return model.GetParamOr(scope, ParamPrecision, PrecisionF32)
+	return scopeParam(scope, ParamPrecision, PrecisionF32)
 }
 
 // ParseLowering converts a name ("auto", "native", "im2col", "onnx") to a Lowering.
@@ -105,14 +106,39 @@ func ParseLowering(name string) (Lowering, error) {
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseLowering, so that ParamLowering may hold a name
-// (model.GetParamOr converts it).
+// (see scopeParam).
 func (l *Lowering) UnmarshalText(text []byte) (err error) {
 	*l, err = ParseLowering(string(text))
 	return err
 }
 
 func loweringFromScope(scope *model.Scope) Lowering {
-	return model.GetParamOr(scope, ParamLowering, LoweringAuto)
+	return scopeParam(scope, ParamLowering, LoweringAuto)
+}
+
+// scopeParam returns the scope hyperparameter name as a T: a T, or a name that T's UnmarshalText parses; def
+// when it is unset. Another type, or an unknown name, panics (GoMLX style, while the graph is built) with the
+// parser's error, which lists the valid names. model.GetParamOr would drop that error, and convert any number.
+func scopeParam[T any, PT interface {
+	*T
+	encoding.TextUnmarshaler
+}](scope *model.Scope, name string, def T) T {
+	v, found := scope.GetParam(name)
+	if !found || v == nil {
+		return def
+	}
+	switch x := v.(type) {
+	case T:
+		return x
+	case string:
+		var t T
+		if err := PT(&t).UnmarshalText([]byte(x)); err != nil {
+			panic(fmt.Errorf("scope parameter %q: %w", name, err))
+		}
+		return t
+	}
+	Panicf("scope parameter %q: want a %T or its name, got %T", name, def, v)
+	return def
 }
 
 // parseEnum returns the value of values whose String is name, or an error naming what and the valid names.

@@ -36,7 +36,7 @@ func (l Layout) String() string {
 func ParseLayout(name string) (Layout, error) { return parseEnum("image layout", name, NHWC, NCHW) }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseLayout, so that ParamLayout may hold a name
-// (model.GetParamOr converts it).
+// (see scopeParam).
 func (l *Layout) UnmarshalText(text []byte) (err error) {
 	*l, err = ParseLayout(string(text))
 	return err
@@ -49,7 +49,7 @@ const ParamLayout = "layout"
 
 // layoutFromScope returns the layout set in scope (NHWC by default).
 func layoutFromScope(scope *model.Scope) Layout {
-	return model.GetParamOr(scope, ParamLayout, NHWC)
+	return scopeParam(scope, ParamLayout, NHWC)
 }
 
 // PreferredLayout is the layout a model built in scope should use on g's backend: NCHW where the

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/ml/model"
@@ -8,25 +9,29 @@ import (
 )
 
 // TestScopeParams checks that the scope hyperparameters read a typed value, a name (through
-// encoding.TextUnmarshaler and model.GetParamOr) or nothing (the default), and panic on unknown names.
+// encoding.TextUnmarshaler, see scopeParam) or nothing (the default), and panic on unknown names.
 func TestScopeParams(t *testing.T) {
 	tests := []struct {
-		name  string
-		param string
-		value any // nil: unset
-		read  func(*model.Scope) any
-		want  any
+		name    string
+		param   string
+		value   any // nil: unset
+		read    func(*model.Scope) any
+		want    any // nil: a panic whose message contains wantErr
+		wantErr string
 	}{
-		{"lowering default", ParamLowering, nil, func(s *model.Scope) any { return loweringFromScope(s) }, LoweringAuto},
-		{"lowering typed", ParamLowering, LoweringONNX, func(s *model.Scope) any { return loweringFromScope(s) }, LoweringONNX},
-		{"lowering name", ParamLowering, "im2col", func(s *model.Scope) any { return loweringFromScope(s) }, LoweringIm2Col},
-		{"layout default", ParamLayout, nil, func(s *model.Scope) any { return layoutFromScope(s) }, NHWC},
-		{"layout name", ParamLayout, "nchw", func(s *model.Scope) any { return layoutFromScope(s) }, NCHW},
-		{"precision typed", ParamPrecision, PrecisionBF16, func(s *model.Scope) any { return precisionFromScope(s) }, PrecisionBF16},
-		{"precision name", ParamPrecision, "bf16", func(s *model.Scope) any { return precisionFromScope(s) }, PrecisionBF16},
-		{"impl default", ParamSeqConvImpl, nil, func(s *model.Scope) any { return seqConvImplFromScope(s) }, SeqConvFused},
-		{"impl name", ParamSeqConvImpl, "direct", func(s *model.Scope) any { return seqConvImplFromScope(s) }, SeqConvDirect},
-		{"impl unknown name", ParamSeqConvImpl, "fast", func(s *model.Scope) any { return seqConvImplFromScope(s) }, nil},
+		{"lowering default", ParamLowering, nil, func(s *model.Scope) any { return loweringFromScope(s) }, LoweringAuto, ""},
+		{"lowering typed", ParamLowering, LoweringONNX, func(s *model.Scope) any { return loweringFromScope(s) }, LoweringONNX, ""},
+		{"lowering name", ParamLowering, "im2col", func(s *model.Scope) any { return loweringFromScope(s) }, LoweringIm2Col, ""},
+		{"layout default", ParamLayout, nil, func(s *model.Scope) any { return layoutFromScope(s) }, NHWC, ""},
+		{"layout name", ParamLayout, "nchw", func(s *model.Scope) any { return layoutFromScope(s) }, NCHW, ""},
+		{"precision typed", ParamPrecision, PrecisionBF16, func(s *model.Scope) any { return precisionFromScope(s) }, PrecisionBF16, ""},
+		{"precision name", ParamPrecision, "bf16", func(s *model.Scope) any { return precisionFromScope(s) }, PrecisionBF16, ""},
+		{"impl default", ParamSeqConvImpl, nil, func(s *model.Scope) any { return seqConvImplFromScope(s) }, SeqConvFused, ""},
+		{"impl name", ParamSeqConvImpl, "direct", func(s *model.Scope) any { return seqConvImplFromScope(s) }, SeqConvDirect, ""},
+		{"impl unknown name", ParamSeqConvImpl, "fast", func(s *model.Scope) any { return seqConvImplFromScope(s) }, nil,
+			`scope parameter "seqconv_impl": unknown SeqConv implementation "fast", expected fused|direct`},
+		{"impl of another type", ParamSeqConvImpl, 1, func(s *model.Scope) any { return seqConvImplFromScope(s) }, nil,
+			`scope parameter "seqconv_impl": want a layers.SeqConvImpl or its name, got int`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -37,8 +42,8 @@ func TestScopeParams(t *testing.T) {
 			var got any
 			err := exceptions.TryCatch[error](func() { got = tc.read(scope) })
 			switch {
-			case tc.want == nil && err == nil:
-				t.Errorf("%s = %v: got %v, want a panic", tc.param, tc.value, got)
+			case tc.want == nil && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("%s = %v: got %v (%v), want a panic: %s", tc.param, tc.value, got, err, tc.wantErr)
 			case tc.want != nil && (err != nil || got != tc.want):
 				t.Errorf("%s = %v: got %v (%v), want %v", tc.param, tc.value, got, err, tc.want)
 			}

@@ -51,7 +51,7 @@ func ParseSeqConvImpl(name string) (SeqConvImpl, error) {
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler with ParseSeqConvImpl, so that ParamSeqConvImpl may hold
-// a name (model.GetParamOr converts it).
+// a name (see scopeParam).
 func (i *SeqConvImpl) UnmarshalText(text []byte) (err error) {
 	*i, err = ParseSeqConvImpl(string(text))
 	return err
@@ -62,7 +62,7 @@ func (i *SeqConvImpl) UnmarshalText(text []byte) (err error) {
 const ParamSeqConvImpl = "seqconv_impl"
 
 func seqConvImplFromScope(scope *model.Scope) SeqConvImpl {
-	return model.GetParamOr(scope, ParamSeqConvImpl, SeqConvFused)
+	return scopeParam(scope, ParamSeqConvImpl, SeqConvFused)
 }
 
 // seqFilter is one filter's first convolution as the fused implementation builds it.
