@@ -88,7 +88,7 @@ func checkVariants(backend compute.Backend, windowed, dense models.Config) (int,
 	}
 	if differ == 0 {
 		return 0, fmt.Errorf("model %s: no SeqConv layer with several filters aggregates differently with a dense window "+
-			"(its windowed layers have one filter each, or its window already covers the sequence): try a smaller --granularity",
+			"(its windowed layers have one filter each, or its window already covers the sequence): try a smaller granularity",
 			windowed.Name)
 	}
 	return differ, nil

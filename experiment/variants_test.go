@@ -102,7 +102,7 @@ func TestDenseWindowGroups(t *testing.T) {
 	single.Name = "tiny"
 	dense := single
 	dense.Window = single.DenseWindowGroups()
-	if _, err := checkVariants(backend, single, dense); err == nil || !strings.Contains(err.Error(), "smaller --granularity") {
+	if _, err := checkVariants(backend, single, dense); err == nil || !strings.Contains(err.Error(), "smaller granularity") {
 		t.Errorf("a model without multi-filter windowed layers: err %v", err)
 	}
 }
