@@ -153,3 +153,30 @@ func removeFile(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSetAsideKeepsEarlierFiles sets aside two checkpoints of the same name (a resumed run can write the
+// same name again) and checks that both sets of files are kept.
+func TestSetAsideKeepsEarlierFiles(t *testing.T) {
+	dir := t.TempDir()
+	name := nameOf(1, 5)
+	for round, want := range []string{CorruptPrefix, CorruptPrefix + "2-"} {
+		for _, suffix := range []string{DataSuffix, MetaSuffix} {
+			if err := os.WriteFile(filepath.Join(dir, name+suffix), []byte{byte(round)}, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		entries, err := Scan(dir)
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("Scan: %v, %v", entries, err)
+		}
+		if err := SetAside(dir, entries[0], CorruptPrefix); err != nil {
+			t.Fatal(err)
+		}
+		for _, suffix := range []string{DataSuffix, MetaSuffix} {
+			b, err := os.ReadFile(filepath.Join(dir, want+name+suffix))
+			if err != nil || len(b) != 1 || b[0] != byte(round) {
+				t.Errorf("round %d: %s%s%s: %v, %v", round, want, name, suffix, b, err)
+			}
+		}
+	}
+}

@@ -19,7 +19,7 @@ import (
 
 // Save writes the variables of store and state (nil: none; see Write) as a new checkpoint of dir,
 // named after globalStep (see NextName), keeping the newest keep complete checkpoints (keep <= 0:
-// all), and returns its name.
+// nothing is removed), and returns its name.
 func Save(store *model.Store, dir string, globalStep int64, state any, keep int) (string, error) {
 	name, err := NextName(dir, globalStep)
 	if err != nil {
@@ -47,7 +47,7 @@ func NextName(dir string, globalStep int64) (string, error) {
 // checkpoint name of dir (created if needed). Each file is written
 // atomically and the manifest last, then the directory is synced: an interrupted save leaves an
 // incomplete checkpoint, which readers skip, never a truncated one. Then the checkpoints older than
-// the newest keep complete ones are removed (keep <= 0: none).
+// the newest keep complete ones are removed (keep <= 0: nothing is removed).
 func Write(store *model.Store, dir, name string, state any, keep int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating checkpoint directory: %w", err)
@@ -83,7 +83,7 @@ func Write(store *model.Store, dir, name string, state any, keep int) error {
 	if state != nil {
 		b, err := json.MarshalIndent(state, "", "  ")
 		if err != nil {
-			return fmt.Errorf("encoding the checkpoint state: %w", err)
+			return fmt.Errorf("encoding the training state: %w", err)
 		}
 		sum, err := writeBytesAtomic(dir, name+StateSuffix, append(b, '\n'))
 		if err != nil {
@@ -192,10 +192,27 @@ func RemoveTemp(dir string) {
 
 // SetAside renames the files of a corrupt or incomplete checkpoint with prefix
 // (CorruptPrefix, IncompletePrefix), so that they are kept for inspection, never deleted (they may be
-// the user's only copy), but no longer listed.
+// the user's only copy), but no longer listed. Files set aside before under the same names (a resumed
+// run can reach the same checkpoint name again) are kept too: the new ones get a numbered prefix
+// ("corrupt-2-", ...).
 func SetAside(dir string, e Entry, prefix string) error {
-	for _, f := range e.Files() {
-		if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, prefix+f)); err != nil {
+	files := e.Files()
+	target := prefix
+	for n := 2; ; n++ {
+		taken := false
+		for _, f := range files {
+			if _, err := os.Lstat(filepath.Join(dir, target+f)); err == nil {
+				taken = true
+				break
+			}
+		}
+		if !taken {
+			break
+		}
+		target = fmt.Sprintf("%s%d-", prefix, n)
+	}
+	for _, f := range files {
+		if err := os.Rename(filepath.Join(dir, f), filepath.Join(dir, target+f)); err != nil {
 			return fmt.Errorf("setting aside checkpoint file %s: %w", filepath.Join(dir, f), err)
 		}
 	}

@@ -3,7 +3,6 @@ package train
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,9 +75,9 @@ type DataOptions struct {
 	EvalOnly bool
 	// Classes, if not nil, are the class folders an image folder must have (a run's classes.json).
 	Classes []string
-	// BadImages, if not nil, receives a warning for each bad image of a folder (empty, undecodable, too
-	// large), which is then skipped; otherwise a bad image is an error naming the file.
-	BadImages io.Writer
+	// SkipBadImage, if not nil, is told of each bad image of a folder (empty, undecodable, too large),
+	// which is then skipped; otherwise a bad image is an error naming the file.
+	SkipBadImage func(format string, args ...any)
 }
 
 // LoadedData are the data sets of a run (see LoadData).
@@ -150,11 +149,8 @@ func loadFolder(spec DataSpec, o DataOptions) (*LoadedData, error) {
 	}
 	name := filepath.Base(spec.Name)
 	folder := data.FolderOptions{Workers: o.Workers}
-	if o.BadImages != nil {
-		folder.SkipBadImages = true
-		folder.Logf = func(format string, args ...any) {
-			fmt.Fprintf(o.BadImages, "seqconv: warning: "+format+"\n", args...)
-		}
+	if o.SkipBadImage != nil {
+		folder.SkipBadImages, folder.Logf = true, o.SkipBadImage
 	}
 	if !o.EvalOnly {
 		folder.Name = name

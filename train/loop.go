@@ -94,7 +94,7 @@ func Run(ctx context.Context, backend compute.Backend, cfg Config, trainData, va
 // CheckpointEverySteps, DataDir, Log); differences are an error naming them.
 //
 // Checkpoints newer than the one resumed from are set aside: incomplete ones (interrupted while
-// saving) are removed, corrupt ones (checksum mismatch) renamed with the prefix "corrupt-"; each
+// saving) are renamed with the prefix "incomplete-", corrupt ones (checksum mismatch) with "corrupt-"; each
 // is reported with a warning on cfg.Log. results.csv and results.jsonl are rewritten with the
 // epochs of the checkpoint, and the training continues at its epoch and step: the model, batch-norm
 // statistics, momentum buffers, global step and random number generator state come from the

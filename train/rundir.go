@@ -135,41 +135,65 @@ func (r *runner) prepareRunDir(opt *SGDOptimizer) error {
 	return nil
 }
 
-// ReadRunConfig reads the model config of a run directory from its config.json (see ReadRunFile).
+// ReadRunConfig reads the model config of a run directory from its config.json (ConfigFile, as Run or
+// WriteRun write it), with the model family's defaults applied, and validates it. Only "model" is read:
+// the other keys describe the run.
 func ReadRunConfig(dir string) (models.Config, error) {
-	file, err := ReadRunFile(dir)
+	path, b, err := readConfigFile(dir)
 	if err != nil {
 		return models.Config{}, err
 	}
-	return file.Model, nil
+	var file struct {
+		Model json.RawMessage `json:"model"`
+	}
+	if err := json.Unmarshal(b, &file); err != nil {
+		return models.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return decodeModel(path, file.Model)
 }
 
 // ReadRunFile reads config.json (ConfigFile) of a run directory, as Run or WriteRun write it. Its
 // model config is parsed by models.ParseConfig: with the model family's defaults applied, and
 // validated.
 func ReadRunFile(dir string) (RunFile, error) {
-	path := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(path)
+	path, b, err := readConfigFile(dir)
 	if err != nil {
-		return RunFile{}, fmt.Errorf("run directory %s: %w", dir, err)
+		return RunFile{}, err
 	}
-	var file RunFile
+	// The outer Model field shadows the Config's: the model config is decoded once, by models.ParseConfig.
+	var file struct {
+		RunFile
+		Model json.RawMessage `json:"model"`
+	}
 	if err := json.Unmarshal(b, &file); err != nil {
 		return RunFile{}, fmt.Errorf("%s: %w", path, err)
 	}
-	var raw struct {
-		Model json.RawMessage `json:"model"`
+	if file.RunFile.Model, err = decodeModel(path, file.Model); err != nil {
+		return RunFile{}, err
 	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return RunFile{}, fmt.Errorf("%s: %w", path, err)
+	return file.RunFile, nil
+}
+
+// readConfigFile reads the config.json of run directory dir and returns its path and contents.
+func readConfigFile(dir string) (string, []byte, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return path, nil, fmt.Errorf("run directory %s: %w", dir, err)
 	}
-	if len(raw.Model) == 0 || string(raw.Model) == "null" {
-		return RunFile{}, fmt.Errorf("%s: no \"model\" config", path)
+	return path, b, nil
+}
+
+// decodeModel decodes the "model" value of the config.json at path with models.ParseConfig.
+func decodeModel(path string, raw json.RawMessage) (models.Config, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return models.Config{}, fmt.Errorf("%s: no \"model\" config", path)
 	}
-	if file.Model, err = models.ParseConfig(raw.Model); err != nil {
-		return RunFile{}, fmt.Errorf("%s: model config: %w", path, err)
+	cfg, err := models.ParseConfig(raw)
+	if err != nil {
+		return models.Config{}, fmt.Errorf("%s: model config: %w", path, err)
 	}
-	return file, nil
+	return cfg, nil
 }
 
 // ReadConfig reads the training Config of a run directory from its config.json, as Run wrote it

@@ -129,11 +129,12 @@ func WriteRun(dir string, modelCfg models.Config, store *model.Store, source str
 	}
 	latestDir, bestDir := filepath.Join(dir, LatestDir), filepath.Join(dir, BestDir)
 	for _, d := range []string{latestDir, bestDir} {
-		names, err := checkpoint.List(d)
+		// Any checkpoint file counts, incomplete ones too: writing the run would remove them.
+		entries, err := checkpoint.Scan(d)
 		if err != nil {
 			return fmt.Errorf("run directory %s: %w", dir, err)
 		}
-		if len(names) > 0 {
+		if len(entries) > 0 {
 			return fmt.Errorf("run directory %s already holds checkpoints in %s: choose a new run directory",
 				dir, d)
 		}

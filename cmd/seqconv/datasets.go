@@ -78,9 +78,9 @@ func parseAugment(spec, kind string) (pipeline, error) {
 // loadData loads the dataset of spec (from dataDir for CIFAR) as the pipeline p trains and evaluates it (see
 // train.LoadData); a CIFAR set that cannot be read gets a hint about --data-dir.
 func loadData(spec dataSpec, dataDir string, p pipeline, res, workers int, evalOnly bool,
-	classes []string, badImages io.Writer) (*train.LoadedData, error) {
+	classes []string, badImages func(string, ...any)) (*train.LoadedData, error) {
 	sets, err := train.LoadData(spec, train.DataOptions{Dir: dataDir, RandomResizedCrop: p.rrc, Augment: p.aug,
-		Resolution: res, Workers: workers, EvalOnly: evalOnly, Classes: classes, BadImages: badImages})
+		Resolution: res, Workers: workers, EvalOnly: evalOnly, Classes: classes, SkipBadImage: badImages})
 	if err != nil && (spec.Kind == kindCIFAR10 || spec.Kind == kindCIFAR100) {
 		return nil, fmt.Errorf("%w (set --data-dir or $%s)", err, dataDirEnvVar)
 	}
@@ -109,11 +109,11 @@ func addSkipBadImagesFlag(fs *flagSet, skip *bool) {
 		"corrupt or too large), with a warning for each, instead of stopping at the first")
 }
 
-// badImagesLog is where loadData logs skipped bad images: w with --skip-bad-images, else nil (a bad image is
-// an error).
-func badImagesLog(skip bool, w io.Writer) io.Writer {
+// badImagesLog is how loadData reports skipped bad images: as warnings on w with --skip-bad-images, else nil
+// (a bad image is then an error).
+func badImagesLog(skip bool, w io.Writer) func(string, ...any) {
 	if !skip {
 		return nil
 	}
-	return w
+	return func(format string, args ...any) { fmt.Fprintf(w, "seqconv: warning: "+format+"\n", args...) }
 }
