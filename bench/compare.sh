@@ -9,10 +9,10 @@
 # "engine model batch mode precision"; engine: onnx (ONNX Runtime, the library scripts/install-onnxruntime.sh
 # installs or $ONNXRUNTIME_SHARED_LIBRARY_PATH), go, or default ($GOMLX_BACKEND, else seqconv's own choice)),
 # SEQCONV_ARGS (extra flags for every "seqconv bench", e.g. --recompute), ROUNDS (default 1: how many times the
-# whole case list runs; each round runs every case, seqconv then PyTorch, so that both see the same machine, and
-# the table gives the medians over the rounds and the range of the per-round time ratios). Each case runs seqconv,
-# then PyTorch.
-# On the GPU the XLA caches live in $OUT/xla-cache, new for each run, so each model's first case compiles cold;
+# whole case list runs; each round runs every case, seqconv then PyTorch right after, so that both see the same
+# machine, and the table gives the medians over the rounds and the range of the per-round time ratios; "rounds"
+# counts the rounds that gave both times, out of all). Each case runs seqconv, then PyTorch.
+# On the GPU the XLA caches live in $OUT/xla-cache-r<round>, new for each round, so each model's first case compiles cold;
 # the CIFAR demo's training compile is also timed cold and then warm (from that cache). Prints a table with the throughput ratio seqconv/PyTorch and writes
 # $OUT/results.jsonl and $OUT/table.md.
 set -euo pipefail
@@ -68,7 +68,6 @@ results=$OUT/results.jsonl
 : > "$results"
 xla_args=()
 if [ "$device" = gpu ]; then
-  xla_args=(--xla-cache "$OUT/xla-cache")
   for run in cold warm; do
     echo "== compile time, $run cache" >&2
     t=$("$SEQCONV" bench --model seqresnet-cifar-demo --batch 64 --mode train --steps 1 --warmup 0 \
@@ -91,7 +90,14 @@ fi
   echo "load: $(cat /proc/loadavg 2>/dev/null || uptime)"
 } > "$OUT/machine.txt" 2>&1
 ROUNDS=${ROUNDS:-1}
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "compare.sh: ROUNDS must be a positive integer, got '$ROUNDS'" >&2
+  exit 2
+fi
 for round in $(seq "$ROUNDS"); do
+if [ "$device" = gpu ]; then
+  xla_args=(--xla-cache "$OUT/xla-cache-r$round") # every round compiles cold, as the first one does
+fi
 while read -r engine model batch mode precision; do
   [ -z "$engine" ] && continue
   config=$(engine_config "$engine")
@@ -134,12 +140,12 @@ for key, rs in cases.items():
     spread = f"{min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else ""
     peak = max([x.get("peak_rss_bytes") or 0 for x in a], default=0)
     tpeak = max([y.get("peak_rss_bytes") or y.get("peak_memory_bytes") or 0 for y in b], default=0)
-    out.append(f"| {' | '.join(str(k) for k in key)} | {len(rs)} | {f(median(x.get('median_step_s') for x in a), 3)} | "
+    out.append(f"| {' | '.join(str(k) for k in key)} | {len(ratios)}/{len(rs)} | {f(median(x.get('median_step_s') for x in a), 3)} | "
                f"{f(median(x.get('first_step_s') for x in a), 1)} | {mib(peak)} | "
                f"{f(median(y.get('median_step_s') for y in b), 3)} | {mib(tpeak)} | {ratio} | {spread} |")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 print("\n".join(out))
-print("time ratio: the median over the rounds of seqconv's median step time / PyTorch's, run one after the other "
+print("time ratio: the median over the rounds of seqconv's median step time / PyTorch's, PyTorch run right after "
       "(below 1: seqconv is faster); s/step and first step: medians over the rounds; peak: the largest")
 PY
 echo "results in $OUT" >&2

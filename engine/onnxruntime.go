@@ -127,8 +127,11 @@ func (w Workload) String() string {
 //   - training: intra_op_num_threads set to GOMAXPROCS. Left unset, ONNX Runtime starts one thread per
 //     physical core and pins each to its core, where they compete with the Go runtime's threads; with the
 //     count set it pins nothing. The CIFAR demo's training step at batch 16 took 0.53-0.70 s against
-//     0.60-0.74 s unpinned vs pinned, faster in 5 of 6 alternating runs on 2 cores (2026-12-08); inference
-//     showed no difference and keeps the default.
+//     0.60-0.74 s unpinned vs pinned, faster in 5 of 6 pairs of runs (`seqconv bench --batch 16 --steps 10`
+//     with and without intra_op_num_threads=2 in $GOMLX_BACKEND, 2026-12-08, 2 cores with one thread each);
+//     inference showed no difference and keeps the default. On machines with several hardware threads per
+//     core GOMAXPROCS counts threads, not cores, and this was not measured there: set intra_op_num_threads
+//     in $GOMLX_BACKEND to choose.
 //   - inference: all optimizations (level 99, ONNX Runtime's default): batch norm and ReLU folded into the
 //     convolutions, which run in ONNX Runtime's blocked channel layout; the graphs are small (2-4 s to build
 //     for the CIFAR demo) and run 1.5-2x faster than unoptimized.
