@@ -26,7 +26,7 @@ type RunCurves struct {
 	// Name is the model name from the run's config.json ("model": {"name": ...}), or the base name of
 	// Dir when there is none.
 	Name string
-	// Epoch, and for each epoch (row of results.csv) the columns of train.ResultsHeader; errors are
+	// Epoch, and for each epoch (row of results.jsonl or results.csv) the columns of train.ResultsHeader; errors are
 	// top-1 / top-5 errors in %.
 	Epoch                                 []int
 	TrainLoss, TrainError                 []float64

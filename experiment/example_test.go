@@ -27,12 +27,12 @@ func ExampleRunWindowedVsDense() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(out)
-	recipe := train.DefaultRecipe() // "seqconv train"'s settings: Nesterov SGD, lr 0.1 cosine, batch 128
-	recipe.Augmentation = "crop:2"
+	recipe := train.DefaultRecipe()                     // "seqconv train"'s settings: Nesterov SGD, lr 0.1 cosine, batch 128
+	recipe.Augmentation = data.DefaultMNISTAugmentation // random crops with 2 pixels of padding
 	s, err := experiment.RunWindowedVsDense(context.Background(), backend, experiment.Options{
 		Model: model, Name: "seqresnet-mnist", Granularity: 8,
-		Training: experiment.Training{Recipe: recipe, Augment: data.RandomCrop{Pad: 2}},
-		Epochs:   1, MaxTrainImages: 128, MaxEvalImages: 100, Seed: 1, Out: out,
+		Recipe: recipe,
+		Epochs: 1, MaxTrainImages: 128, MaxEvalImages: 100, Seed: 1, Out: out,
 	})
 	if err != nil {
 		log.Fatal(err)

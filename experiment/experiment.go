@@ -57,9 +57,10 @@ type Options struct {
 	// Granularity, when > 0, sets the granularity k of every stage (see Variants).
 	Granularity int
 
-	// Training is how both variants are trained; the experiment sets the model, run directory, data,
-	// epochs, seed, image limits and progress line of each.
-	Training Training
+	// Recipe is how both variants are trained (its augmentation parsed by data.ParseAugmentation for
+	// MNIST; "default": random crops with 2 pixels of padding); the experiment sets the model, run
+	// directory, data, epochs, seed, image limits and progress line of each.
+	Recipe train.Recipe
 	// Epochs is the number of training epochs of each variant (>= 1).
 	Epochs int
 	// MaxTrainImages and MaxEvalImages limit training and evaluation to the first images of MNIST's
@@ -86,22 +87,13 @@ type Options struct {
 	TrainStart, TrainDone func(*Variant)
 }
 
-// Training is how the variants are trained.
-type Training struct {
-	// Recipe holds the settings (optimizer, schedule, batch sizes, augmentation name, ...); its epochs
-	// are replaced by Options.Epochs.
-	Recipe train.Recipe
-	// Augment augments the training images as Recipe.Augmentation names it (nil: none).
-	Augment data.Augmenter
-}
-
 // variantConfig returns the training config of variant cfg: the recipe's settings with the
 // experiment's model, run directory, data, epochs, image limits, seed and progress line.
 func (o *Options) variantConfig(cfg models.Config, runDir string) train.Config {
-	r := o.Training.Recipe
+	r := o.Recipe
 	r.Epochs = o.Epochs // before Config: a recipe's milestones may depend on the epochs.
 	c := r.Config(cfg, runDir)
-	c.Data, c.Seed, c.Progress = dataName, o.Seed, o.Progress
+	c.Data, c.Seed, c.Progress = data.KindMNIST, o.Seed, o.Progress
 	c.MaxTrainImages, c.MaxEvalImages = o.MaxTrainImages, o.MaxEvalImages
 	return c
 }
@@ -113,6 +105,16 @@ func RunWindowedVsDense(ctx context.Context, backend compute.Backend, opts Optio
 	if err := CheckModel(opts.Model); err != nil {
 		return nil, fmt.Errorf("model %s %w", opts.Name, err)
 	}
+	aug, err := data.ParseAugmentation(opts.Recipe.Augmentation, data.KindMNIST)
+	if err != nil {
+		return nil, fmt.Errorf("augmentation: %w", err)
+	}
+	if aug.RandomResizedCrop {
+		return nil, fmt.Errorf("augmentation %q: random resized crops (rrc) are not used on MNIST's in-memory images",
+			opts.Recipe.Augmentation)
+	}
+	opts.Recipe.Augmentation = aug.Spec
+	augment := train.NameAugmenter(aug.Spec, aug.Augmenter)
 	windowedCfg, denseCfg, base, err := Variants(opts.Model, opts.Name, opts.Granularity)
 	if err != nil {
 		return nil, fmt.Errorf("granularity %d does not fit model %s: %w", opts.Granularity, opts.Name, err)
@@ -127,7 +129,7 @@ func RunWindowedVsDense(ctx context.Context, backend compute.Backend, opts Optio
 	}
 	s := &Summary{
 		Experiment: WindowedVsDense, Command: opts.Command, Model: base, Granularity: windowedCfg.StageK(0),
-		Data: dataName, Epochs: opts.Epochs, TrainImages: train.ImagesUsed(trainSet.N, opts.MaxTrainImages),
+		Data: data.KindMNIST, Epochs: opts.Epochs, TrainImages: train.ImagesUsed(trainSet.N, opts.MaxTrainImages),
 		TestImages: train.ImagesUsed(testSet.N, opts.MaxEvalImages), Seed: opts.Seed, ColorMap: "jet",
 		DenseWindow: denseCfg.Window, DifferingLayers: differ, UtilizationNotes: utilizationDefinition,
 	}
@@ -145,7 +147,7 @@ func RunWindowedVsDense(ctx context.Context, backend compute.Backend, opts Optio
 	}{{VariantWindowed, windowedCfg}, {VariantDense, denseCfg}} {
 		name, cfg := vc.name, vc.cfg
 		v := &Variant{Name: name, Model: cfg.Name, RunDir: filepath.Join(opts.Out, name), WindowGroups: cfg.Window,
-			HeatmapFile: name + HeatmapSuffix, UtilizationCSV: name + UtilizationSuffix, Config: cfg}
+			HeatmapFile: name + HeatmapSuffix, UtilizationCSV: name + UtilizationSuffix}
 		s.Variants = append(s.Variants, v)
 		stats, err := models.Inspect(backend, cfg, 0)
 		if err != nil {
@@ -160,15 +162,15 @@ func RunWindowedVsDense(ctx context.Context, backend compute.Backend, opts Optio
 		if opts.TrainStart != nil {
 			opts.TrainStart(v)
 		}
-		v.Result, err = train.Run(ctx, backend, opts.variantConfig(cfg, v.RunDir),
-			train.ImageSetData(trainSet, opts.Training.Augment), train.ImageSetData(testSet, nil), trainLog)
+		res, err := train.Run(ctx, backend, opts.variantConfig(cfg, v.RunDir),
+			train.ImageSetData(trainSet, augment), train.ImageSetData(testSet, nil), trainLog)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return nil, fmt.Errorf("interrupted while training the %s variant: %w", v.Name, err)
 			}
 			return nil, fmt.Errorf("training the %s variant: %w", v.Name, err)
 		}
-		v.setResult(v.Result)
+		v.setResult(res)
 		if opts.TrainDone != nil {
 			opts.TrainDone(v)
 		}

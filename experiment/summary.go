@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/seqconv/seqconv/analysis"
-	"github.com/seqconv/seqconv/models"
 	"github.com/seqconv/seqconv/train"
 )
 
@@ -55,8 +54,7 @@ type Variant struct {
 	HeatmapFile            string  `json:"heatmap"`           // in the output directory.
 	UtilizationCSV         string  `json:"utilization_csv"`   // in the output directory.
 
-	// Config is the variant's model; Result its training result (nil until trained).
-	Config models.Config `json:"-"`
+	// Result is the variant's training result (nil until trained).
 	Result *train.Result `json:"-"`
 }
 

@@ -11,9 +11,8 @@ import (
 	"github.com/seqconv/seqconv/train"
 )
 
-// The images the experiment trains on: the embedded MNIST.
+// The images the experiment trains on: the embedded MNIST (data.KindMNIST).
 const (
-	dataName      = "mnist"
 	mnistChannels = 1
 	mnistClasses  = 10
 )

@@ -89,16 +89,16 @@ func Classifier(scope *model.Scope, x *Node, classes int) *Node {
 
 // Linear is a fully connected layer on x [N, in]: x · weight + bias with "weight" [in, out] drawn from
 // U(-weightBound, weightBound) and "bias" [out] from U(-biasBound, biasBound), in that order (zeros for a bound
-// of 0; see UniformInitializer). It is recorded as an OpLinear.
+// of 0; see uniformInitializer). It is recorded as an OpLinear.
 func Linear(scope *model.Scope, x *Node, out int, weightBound, biasBound float64) *Node {
 	if x.Rank() != 2 {
 		Panicf("layers.Linear(%s): want [N, features], got %s", scope.Scope(), x.Shape())
 	}
 	in := x.Shape().Dim(1)
 	g := x.Graph()
-	w := scope.WithInitializer(UniformInitializer(scope, weightBound)).
+	w := scope.WithInitializer(uniformInitializer(scope, weightBound)).
 		VariableWithShape("weight", shapes.Make(x.DType(), in, out))
-	b := scope.WithInitializer(UniformInitializer(scope, biasBound)).VariableWithShape("bias", shapes.Make(x.DType(), out))
+	b := scope.WithInitializer(uniformInitializer(scope, biasBound)).VariableWithShape("bias", shapes.Make(x.DType(), out))
 	y := Add(DotGeneral(x, []int{1}, nil, w.NodeValue(g), []int{0}, nil), ExpandLeftToRank(b.NodeValue(g), 2))
 	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpLinear, Out: y.Shape().Dimensions,
 		MACs: int64(in * out), Params: int64(in*out + out), Detail: fmt.Sprintf("linear %d->%d", in, out)})

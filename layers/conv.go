@@ -61,7 +61,7 @@ func (l Lowering) String() string {
 	return fmt.Sprintf("Lowering(%d)", int(l))
 }
 
-// ParamLowering is the scope hyperparameter (a Lowering or its name: "auto", "native", "im2col") that
+// ParamLowering is the scope hyperparameter (a Lowering or its name: "auto", "native", "im2col", "onnx") that
 // selects the convolution lowering of every Conv built in that scope. It defaults to LoweringAuto.
 const ParamLowering = "conv_lowering"
 
@@ -417,7 +417,7 @@ func (c *ConvBuilder) weight(g *Graph, dtype dtypes.DType, cin int) *Node {
 		bound *= c.weightScale
 	}
 	shape := shapes.Make(dtype, c.kernel, c.kernel, cin/c.groups, c.channels)
-	return c.scope.WithInitializer(UniformInitializer(c.scope, bound)).VariableWithShape("weight", shape).NodeValue(g)
+	return c.scope.WithInitializer(uniformInitializer(c.scope, bound)).VariableWithShape("weight", shape).NodeValue(g)
 }
 
 // record appends the conv's OpRecord (output out, cin input channels) to its graph's Profile.
@@ -430,9 +430,9 @@ func (c *ConvBuilder) record(out *Node, cin int) {
 	})
 }
 
-// UniformInitializer returns an initializer drawing from U(-bound, bound) with the store's RNG
+// uniformInitializer returns an initializer drawing from U(-bound, bound) with the store's RNG
 // (zeros when bound is 0), as the authors' and PyTorch's uniform initialisations do.
-func UniformInitializer(scope *model.Scope, bound float64) model.VariableInitializer {
+func uniformInitializer(scope *model.Scope, bound float64) model.VariableInitializer {
 	return func(g *Graph, shape shapes.Shape) *Node {
 		if bound == 0 {
 			return Zeros(g, shape)

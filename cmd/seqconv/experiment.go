@@ -181,12 +181,12 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// experimentTraining is how the experiment trains its variants: "seqconv train"'s default recipe with
-// MNIST's augmentation (the experiment sets each run's model, directory, epochs, seed and image limits).
-func experimentTraining() experiment.Training {
+// experimentRecipe is how the experiment trains its variants: "seqconv train"'s default recipe with MNIST's
+// default augmentation (the experiment sets each run's model, directory, epochs, seed and image limits).
+func experimentRecipe() train.Recipe {
 	r := train.DefaultRecipe()
 	r.Augmentation = data.DefaultMNISTAugmentation
-	return experiment.Training{Recipe: r, Augment: data.RandomCrop{Pad: data.DefaultMNISTCropPad}}
+	return r
 }
 
 // execute runs the experiment and prints its progress and results.
@@ -198,7 +198,7 @@ func (o *experimentOptions) execute(ctx context.Context, stdout, stderr io.Write
 	defer backend.Finalize()
 	opts := experiment.Options{
 		Model: o.modelCfg, Name: modelBaseName(o.model), Granularity: o.granularity,
-		Training: experimentTraining(), Epochs: o.epochs, MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
+		Recipe: experimentRecipe(), Epochs: o.epochs, MaxTrainImages: o.maxTrain, MaxEvalImages: o.maxEval,
 		Seed: o.seed, Out: o.out, Command: o.command(), Environment: reportEnvironment(backend),
 		TrainLog: stdout, Progress: !o.quiet && isTerminal(stdout),
 		Started: func(s *experiment.Summary) {
