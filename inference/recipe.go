@@ -88,10 +88,7 @@ func RecipeFor(cfg train.Config, size int) (Recipe, error) {
 	r := Recipe{Dataset: strings.ToLower(cfg.Data), Size: size, Channels: m.InChannels}
 	native := data.ResizeCenterCrop{Size: size, Resize: size}
 	imagenet := data.ResizeCenterCrop{Size: size}
-	var rrc bool // trained with random resized crops (a spec that does not parse: without)
-	if aug, err := data.ParseAugmentation(cfg.Augmentation, r.Dataset); err == nil {
-		rrc = aug.RandomResizedCrop
-	}
+	rrc := cfg.TrainedWithRandomResizedCrop()
 	switch r.Dataset {
 	case dataMNIST:
 		r.Mean, r.Std = []float32{data.MNISTMean}, []float32{data.MNISTStd}

@@ -24,16 +24,20 @@ type DataSpec struct {
 // ErrUnknownDataset is returned by ParseDataName for a name that is neither a known data set nor a folder.
 var ErrUnknownDataset = errors.New("unknown dataset")
 
+// knownData are the data sets ParseDataName knows by name.
+var knownData = map[string]DataSpec{
+	"mnist":     {Kind: data.KindMNIST, Name: data.KindMNIST, Channels: 1, Classes: 10},
+	"cifar10":   {Kind: data.KindCIFAR10, Name: data.KindCIFAR10, Channels: 3, Classes: 10},
+	"cifar-10":  {Kind: data.KindCIFAR10, Name: data.KindCIFAR10, Channels: 3, Classes: 10},
+	"cifar100":  {Kind: data.KindCIFAR100, Name: data.KindCIFAR100, Channels: 3, Classes: 100},
+	"cifar-100": {Kind: data.KindCIFAR100, Name: data.KindCIFAR100, Channels: 3, Classes: 100},
+}
+
 // ParseDataName parses a data set name: mnist, cifar10 (or cifar-10), cifar100 (or cifar-100), or the path of
 // an image folder.
 func ParseDataName(name string) (DataSpec, error) {
-	switch strings.ToLower(name) {
-	case "mnist":
-		return DataSpec{Kind: data.KindMNIST, Name: data.KindMNIST, Channels: 1, Classes: 10}, nil
-	case "cifar10", "cifar-10":
-		return DataSpec{Kind: data.KindCIFAR10, Name: data.KindCIFAR10, Channels: 3, Classes: 10}, nil
-	case "cifar100", "cifar-100":
-		return DataSpec{Kind: data.KindCIFAR100, Name: data.KindCIFAR100, Channels: 3, Classes: 100}, nil
+	if spec, ok := knownData[strings.ToLower(name)]; ok {
+		return spec, nil
 	}
 	if st, err := os.Stat(name); err == nil && st.IsDir() {
 		abs, err := filepath.Abs(name)
@@ -44,6 +48,22 @@ func ParseDataName(name string) (DataSpec, error) {
 	}
 	return DataSpec{}, fmt.Errorf("%w %q: expected mnist, cifar10, cifar100 or the path of an image folder (with "+
 		"train/ and val/ holding one folder per class)", ErrUnknownDataset, name)
+}
+
+// TrainedWithRandomResizedCrop reports whether a run of c trained with random resized crops: whether its
+// recorded augmentation, parsed by data.ParseAugmentation for its data set, starts with rrc. A run that
+// records none (imported weights), or one that does not parse, did not. The data set's kind comes from its
+// name alone (a name that is not a known data set is an image folder), so the folder need not exist.
+func (c Config) TrainedWithRandomResizedCrop() bool {
+	if c.Augmentation == "" {
+		return false
+	}
+	kind := data.KindFolder
+	if spec, ok := knownData[strings.ToLower(c.Data)]; ok {
+		kind = spec.Kind
+	}
+	a, err := data.ParseAugmentation(c.Augmentation, kind)
+	return err == nil && a.RandomResizedCrop
 }
 
 // CheckFolderLayout checks that the image-folder data set at root has train/ and val/ folders.

@@ -49,3 +49,22 @@ func TestCheckFolderLayout(t *testing.T) {
 		t.Errorf("CheckFolderLayout: %v", err)
 	}
 }
+
+func TestTrainedWithRandomResizedCrop(t *testing.T) {
+	for _, tc := range []struct {
+		data, augmentation string
+		want               bool
+	}{
+		{"mnist", "crop:2", false},
+		{"cifar10", "rrc+flip", true},
+		{"/gone/imagenet", "rrc+flip+jitter:0.4+lighting:0.1", true},
+		{"/gone/imagenet", "default", true}, // an image folder's default augmentation
+		{"mnist", "rrc+lighting", false},    // does not parse: lighting needs RGB images
+		{"", "", false},                     // imported weights record no augmentation
+	} {
+		c := Config{Data: tc.data, Augmentation: tc.augmentation}
+		if got := c.TrainedWithRandomResizedCrop(); got != tc.want {
+			t.Errorf("data %q, augmentation %q: %v, want %v", tc.data, tc.augmentation, got, tc.want)
+		}
+	}
+}

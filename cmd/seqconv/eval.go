@@ -147,12 +147,7 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 		dataDir = defaultDataDir()
 	}
 	// Evaluate as the run did: resized and centre-cropped if it trained with random resized crops.
-	p := pipeline{}
-	if cfg.Augmentation != "" {
-		if trained, err := parseAugment(cfg.Augmentation, spec.Kind); err == nil {
-			p.rrc = trained.rrc
-		}
-	}
+	p := pipeline{rrc: cfg.TrainedWithRandomResizedCrop()}
 	classes, err := readClasses(o.run)
 	if err != nil {
 		return err
