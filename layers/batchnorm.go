@@ -74,10 +74,19 @@ func (b *BatchNormBuilder) Done() *Node {
 		runVar.SetNodeValue(Add(MulScalar(runVar.NodeValue(g), 1-m), MulScalar(bv, m)))
 		tracked.SetNodeValue(AddScalar(tracked.NodeValue(g), 1))
 	} else {
-		// y = x*a + b with per-channel a = γ/sqrt(var+eps), b = β - mean*a.
+		// y = x*a + b with per-channel a = γ/sqrt(var+eps), b = β - mean*a. On ONNX Runtime (channels first) x*a
+		// is a depthwise 1x1 convolution, to which ONNX Runtime adds b and fuses the ReLU after it, all in its
+		// blocked layout (NCHWc). A per-channel Mul and Add are folded into the convolution before them only where
+		// that convolution's output has no other use; elsewhere (a sum with a shortcut, a residual stream) they
+		// convert the tensor to NCHW and back.
 		mean, variance := bcast(runMean.NodeValue(g)), bcast(runVar.NodeValue(g))
 		a := Mul(bcast(gamma.NodeValue(g)), Inverse(Sqrt(AddScalar(variance, b.epsilon))))
-		y = Add(Mul(x, a), Sub(bcast(beta.NodeValue(g)), Mul(mean, a)))
+		shift := Sub(bcast(beta.NodeValue(g)), Mul(mean, a))
+		if x.Rank() == 4 && chAxis == 1 && loweringFromScope(scope).resolve(g) == LoweringONNX {
+			y = Add(nativeConv(x, Reshape(a, 1, 1, 1, c), NCHW, 1, c, [][2]int{{0, 0}, {0, 0}}), shift)
+		} else {
+			y = Add(Mul(x, a), shift)
+		}
 	}
 	recordOp(g, OpRecord{Scope: scope.Scope(), Kind: OpBatchNorm, Out: recordDims(y, layoutFromScope(scope)),
 		Params: int64(2 * c), Elems: perImage(x), Detail: fmt.Sprintf("batchnorm %d", c)})

@@ -74,6 +74,9 @@ func splitAt(x *Node, ch int, cuts []int) []*Node {
 	if n == 1 {
 		return []*Node{x}
 	}
+	if pieces := concatPieces(x, ch, cuts); pieces != nil {
+		return pieces
+	}
 	grads := make([]*Node, n)
 	xs := IdentityWithCustomGradient(x, func(_, _ *Node) *Node {
 		parts := make([]*Node, n)
@@ -90,6 +93,49 @@ func splitAt(x *Node, ch int, cuts []int) []*Node {
 	pieces := make([]*Node, n)
 	for i := range n {
 		pieces[i] = captureGradient(SliceAxis(xs, ch, AxisRange(cuts[i], cuts[i+1])), &grads[i])
+	}
+	return pieces
+}
+
+// concatPieces returns the pieces of x split at cuts (see splitAt) without slicing when x is a concatenation on
+// axis ch whose inputs all start and end at cuts: each piece is the input, or the concatenation of the inputs,
+// between two cuts. Otherwise it returns nil. A SeqConv layer's outputs are such concatenations of its filters'
+// outputs, so the shortcut of the next layer takes its filters' slices as they were computed: on ONNX Runtime
+// the slices then stay in its blocked layout, and autodiff adds no slice gradients.
+func concatPieces(x *Node, ch int, cuts []int) []*Node {
+	if x.Type() != NodeTypeConcatenate {
+		return nil
+	}
+	inputs := x.Inputs()
+	ends := make([]int, len(inputs)) // end channel of each input
+	end := 0
+	for i, in := range inputs {
+		if in.Rank() != x.Rank() {
+			return nil
+		}
+		for a := range x.Rank() {
+			if a != ch && in.Shape().Dim(a) != x.Shape().Dim(a) {
+				return nil // not a concatenation on ch
+			}
+		}
+		end += in.Shape().Dim(ch)
+		ends[i] = end
+	}
+	if end != x.Shape().Dim(ch) {
+		return nil
+	}
+	pieces := make([]*Node, 0, len(cuts)-1)
+	first := 0 // first input of the current piece
+	for _, c := range cuts[1:] {
+		last := first
+		for last < len(inputs) && ends[last] < c {
+			last++
+		}
+		if last == len(inputs) || ends[last] != c {
+			return nil // a cut inside an input
+		}
+		pieces = append(pieces, concatAxis(inputs[first:last+1], ch))
+		first = last + 1
 	}
 	return pieces
 }

@@ -187,7 +187,11 @@ func (b *SeqConvBuilder) Done() (raw, act *Node) {
 	lowering := loweringFromScope(scope).resolve(x.Graph())
 	var raws, acts []*Node
 	switch {
-	case impl == SeqConvDirect || (layout == NCHW && !b.bottleneck):
+	case impl == SeqConvDirect:
+		raws, acts = b.doneDirect(plan, shortcuts)
+	case layout == NCHW && lowering == LoweringONNX && !scope.IsTraining(x.Graph()):
+		raws, acts = b.doneFusedInference(plan, shortcuts)
+	case layout == NCHW && !b.bottleneck:
 		raws, acts = b.doneDirect(plan, shortcuts)
 	case layout == NCHW && lowering == LoweringONNX:
 		raws, acts = b.doneFusedMatMul(plan, shortcuts)

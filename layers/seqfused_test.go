@@ -41,6 +41,13 @@ func TestSeqConvImplsAgree(t *testing.T) {
 		{"bottleneck g'=5 wider than input, no dropout", 4, 8, 2, true, false, 5, 1, false, 0, true},
 		{"bottleneck inference", 5, 8, 2, true, false, 0, 1, true, 0.2, false},
 		{"plain dense inference", 4, 6, 2, false, true, 0, 1, false, 0.3, false},
+		{"plain windowed shortcut inference", 6, 6, 2, false, false, 0, 1, true, 0.3, false},
+		{"plain window cut inside the input inference", 5, 6, 2, false, false, 2, 1, false, 0.3, false},
+		{"plain window cut inside a group inference", 5, 8, 2, false, false, 0, 1, true, 0.3, false},
+		{"bottleneck dense subgroups inference", 4, 8, 4, true, true, 0, 2, false, 0.2, false},
+		{"bottleneck g'=2 inference", 6, 8, 2, true, false, 2, 1, true, 0.25, false},
+		{"bottleneck 6 filters, window cut inside groups, inference", 5, 12, 2, true, false, 0, 1, true, 0, false},
+		{"plain dense 6 filters inference", 3, 12, 2, false, true, 0, 1, true, 0, false},
 	}
 	impls := []struct {
 		impl     SeqConvImpl

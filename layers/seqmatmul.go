@@ -5,6 +5,7 @@ import (
 
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
+	. "github.com/gomlx/gomlx/support/exceptions"
 )
 
 // matmulFilter is one filter's first (1x1) convolution as doneFusedMatMul builds it.
@@ -28,9 +29,6 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 	g := x.Graph()
 	if b.computeDType(x.DType()) != x.DType() {
 		checkBF16(scope, g, LoweringONNX)
-	}
-	if !scope.IsTraining(g) {
-		return b.doneFusedInference(plan, shortcuts)
 	}
 	nImg, h, w, _ := NCHW.dims(x)
 	m := h * w
@@ -130,15 +128,24 @@ func (p seqPlan) inputCuts() []int {
 	return slices.Compact(cuts)
 }
 
-// doneFusedInference is doneFusedMatMul's inference graph (no dropout, no gradients needed): filter j's 1x1
-// convolution is a convolution of the concatenation of the pieces its view touches, exactly its channels,
-// which ONNX Runtime runs in its blocked layout and folds batch norm into.
+// doneFusedInference is the fused inference graph on ONNX Runtime (channels first, no dropout, no gradients
+// needed), for plain and bottleneck filters. Filter j's first convolution is split by linearity into a sum of
+// convolutions: of the whole input x with the rows of its weight that read x (zero rows for the channels of x
+// outside the view), and of the outputs E_s..E_{j-1} its view touches, taken in runs that end at multiples of
+// seqChunk, so that each full run is concatenated once per layer and reused by the later filters. Nothing copies
+// x, the copies of the outputs are a few per filter instead of its whole view, and every tensor stays in ONNX
+// Runtime's blocked layout (NCHWc), whose Conv adds each part to the next in the same pass (its fused Sum
+// input); batch norm and ReLU follow in that layout (see BatchNorm). The multiply-adds on the zero rows cost
+// less than the copies and layout conversions they save (BENCHMARKS.md has the measurements).
 func (b *SeqConvBuilder) doneFusedInference(plan seqPlan, shortcuts []*Node) (raws, acts []*Node) {
 	x, scope := b.x, b.scope
 	g := x.Graph()
-	cuts := plan.inputCuts()
-	pieces := splitAt(x, 1, cuts)
-	starts := cuts[:len(cuts)-1]
+	if b.computeDType(x.DType()) != x.DType() {
+		checkBF16(scope, g, LoweringONNX)
+	}
+	conv := func(in, rows *Node) *Node { return conv2D(in, rows, NCHW, 1, 1, LoweringONNX) }
+	var outs []*Node          // E_0, E_1, ...
+	chunks := map[int]*Node{} // the concatenations of seqChunk outputs, by their first
 	fsScope := scope.In("Filters")
 	for j := range plan.n {
 		fs := fsScope.In("%d", j)
@@ -149,22 +156,69 @@ func (b *SeqConvBuilder) doneFusedInference(plan seqPlan, shortcuts []*Node) (ra
 		}
 		unit := b.firstConvUnit(fs, nil, sc)
 		weight := unit.conv.weight(g, x.DType(), hi-lo)
-		first := len(starts) - 1 // the last piece starting at or before lo
-		for starts[first] > lo {
-			first--
+		var parts []*Node
+		if lo < plan.cin {
+			parts = append(parts, conv(x, viewRows(weight, lo, 0, plan.cin)))
 		}
-		view := concatAxis(pieces[first:], 1)
-		if lead := lo - starts[first]; lead > 0 {
-			view = SliceAxis(view, 1, AxisRange(lead))
+		if hi > plan.cin {
+			for s := max(plan.firstPiece(j), 1) - 1; s < j; {
+				e := min((s/seqChunk+1)*seqChunk, j)
+				var es *Node
+				if e-s == seqChunk {
+					if chunks[s] == nil {
+						chunks[s] = concatAxis(outs[s:e], 1)
+					}
+					es = chunks[s]
+				} else {
+					es = concatAxis(outs[s:e], 1)
+				}
+				start, _ := plan.piece(s + 1)
+				parts = append(parts, conv(es, viewRows(weight, lo, start, (e-s)*plan.k)))
+				s = e
+			}
 		}
-		out := conv2D(view, weight, NCHW, 1, 1, LoweringONNX)
+		out := parts[0]
+		for _, p := range parts[1:] {
+			out = Add(p, out)
+		}
 		unit.conv.record(out, hi-lo)
 		r, a := b.finishFilter(fs, unit, out, sc)
 		raws = append(raws, r)
 		acts = append(acts, a)
-		pieces, starts = append(pieces, a), append(starts, hi)
+		outs = append(outs, a)
 	}
 	return raws, acts
+}
+
+// seqChunk is how many filter outputs doneFusedInference concatenates into one piece. Measured on the CIFAR demo
+// model at batch 64 (2 cores): 1 (no concatenation) to 4 were alike, 8 slower, and one concatenation of all the
+// outputs a filter reads about 10% slower.
+const seqChunk = 4
+
+// viewRows returns the rows of a view's weight [q, q, view width, k] (the view starting at sequence channel lo)
+// that read the sequence channels [start, start+width): [q, q, width, k], zeros for the channels outside the
+// view.
+func viewRows(weight *Node, lo, start, width int) *Node {
+	q, viewW, k := weight.Shape().Dim(0), weight.Shape().Dim(2), weight.Shape().Dim(3)
+	a := max(lo-start, 0)           // first channel inside the view
+	e := min(lo+viewW-start, width) // end of the channels inside the view
+	if a >= e {
+		Panicf("SeqConv: channels [%d,%d) are outside the view [%d,%d)", start, start+width, lo, lo+viewW)
+	}
+	block := SliceAxis(weight, 2, AxisRange(start+a-lo, start+e-lo))
+	if a == 0 && e == width {
+		return block
+	}
+	g, dt := block.Graph(), block.DType()
+	parts := []*Node{}
+	if a > 0 {
+		parts = append(parts, Zeros(g, shapes.Make(dt, q, q, a, k)))
+	}
+	parts = append(parts, block)
+	if e < width {
+		parts = append(parts, Zeros(g, shapes.Make(dt, q, q, width-e, k)))
+	}
+	return Concatenate(parts, 2)
 }
 
 // perImageKernel returns kernel rows w [K, k] (or their transpose [k, K] when transposed) as the batch [N, ...] of the
