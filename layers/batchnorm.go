@@ -68,8 +68,10 @@ func (b *BatchNormBuilder) Done() *Node {
 		var mean, variance *Node
 		y, mean, variance = batchNormTraining(x, chAxis, gamma.NodeValue(g), beta.NodeValue(g), b.epsilon)
 		m := b.momentum
-		bm := Reshape(StopGradient(mean), c)
-		bv := MulScalar(Reshape(StopGradient(variance), c), float64(n)/float64(n-1))
+		// mean and variance are computed from the gradient-stopped x (see batchNormTraining): no StopGradient
+		// needed, and none emitted (ONNX Runtime's session build time grows with the identities).
+		bm := Reshape(mean, c)
+		bv := MulScalar(Reshape(variance, c), float64(n)/float64(n-1))
 		runMean.SetNodeValue(Add(MulScalar(runMean.NodeValue(g), 1-m), MulScalar(bm, m)))
 		runVar.SetNodeValue(Add(MulScalar(runVar.NodeValue(g), 1-m), MulScalar(bv, m)))
 		tracked.SetNodeValue(AddScalar(tracked.NodeValue(g), 1))

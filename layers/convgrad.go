@@ -219,10 +219,11 @@ func convKernelGradNCHW(x, dOut *Node, kShape shapes.Shape, stride, groups, padH
 			win := Slice(xp, AxisRange(), AxisRange(), AxisRange(u, u+stride*(ho-1)+1).Stride(stride),
 				AxisRange(v, v+stride*(wo-1)+1).Stride(stride), AxisRange())
 			win = Reshape(win, n, groups, ho*wo, cg)
-			taps = append(taps, ExpandAxes(DotGeneral(d, []int{3}, []int{0, 1}, win, []int{2}, []int{0, 1}), 0))
+			taps = append(taps, DotGeneral(d, []int{3}, []int{0, 1}, win, []int{2}, []int{0, 1})) // [N, G, og, cg]
 		}
 	}
-	dw := ReduceSum(Concatenate(taps, 0), 1) // [kh*kw, G, og, cg]
+	// Concatenated on the images' axis and reshaped once: one node fewer per tap than stacking on a new axis.
+	dw := ReduceSum(Reshape(Concatenate(taps, 0), kh*kw, n, groups, og, cg), 1) // [kh*kw, G, og, cg]
 	dw = Reshape(dw, kh, kw, groups, og, cg)
 	return Reshape(TransposeAllAxes(dw, 0, 1, 4, 2, 3), kh, kw, cg, cout)
 }

@@ -492,3 +492,61 @@ func TestSetLearningRate(t *testing.T) {
 		t.Errorf("learning rate variable: dtype %s, trainable %t; want float64, false", v.DType(), v.Trainable)
 	}
 }
+
+// TestSGDVectorsUpdatedTogether checks that the vectors, updated together (applyFlat), get exactly the updates
+// they get one by one: the same model is trained with its vectors stored as [n] (updated together) and as
+// [1, n] (one by one), with a weight-decay filter that decays some vectors only, and every variable and
+// momentum buffer must be bit for bit equal after three steps.
+func TestSGDVectorsUpdatedTogether(t *testing.T) {
+	names := []string{"d1", "n1", "d2", "n2"} // d*: decayed, n*: not
+	size := len(testB0)
+	filter := func(v *model.Variable) bool { return strings.HasPrefix(v.Name(), "d") || v.Name() == "w" }
+	run := func(rowVectors bool) *model.Store {
+		store := model.NewStore()
+		scope := store.Scope("/m")
+		scope.VariableWithValue("w", toDType(testW0, dtypes.Float64))
+		for i, name := range names {
+			vals := make([]float64, size)
+			for k := range vals {
+				vals[k] = 0.1*float64(i+1) - 0.05*float64(k)
+			}
+			if rowVectors {
+				scope.VariableWithValue(name, [][]float64{vals})
+			} else {
+				scope.VariableWithValue(name, vals)
+			}
+		}
+		opt := SGD().LearningRate(0.02).Momentum(0.9).Nesterov(true).WeightDecay(0.05).WeightDecayFilter(filter).Done()
+		exec, err := model.NewExec(testBackend(t), store, func(scope *model.Scope, x, y *Node) *Node {
+			scope.Store().SetTraining(x.Graph(), true)
+			m := scope.At("m")
+			pred := MatMul(x, m.GetVariable("w").NodeValue(x))
+			for i, name := range names {
+				v := Reshape(m.GetVariable(name).NodeValue(x), size)
+				pred = Add(pred, InsertAxes(MulScalar(v, float64(i+1)), 0))
+			}
+			loss := ReduceAllSum(Square(Sub(pred, y)))
+			opt.UpdateGraph(scope, x.Graph(), loss)
+			return loss
+		})
+		if err != nil {
+			t.Fatalf("NewExec: %v", err)
+		}
+		defer exec.Finalize()
+		for range 3 {
+			exec.MustCall(toDType(testX, dtypes.Float64), toDType(testY, dtypes.Float64))
+		}
+		return store
+	}
+	together, oneByOne := run(false), run(true)
+	for _, name := range append([]string{"w"}, names...) {
+		for _, p := range []string{"/m/" + name, "/SGDOptimizer/m/" + name + "_momentum"} {
+			got, want := varValues(t, together, p), varValues(t, oneByOne, p)
+			for k := range want {
+				if got[k] != want[k] {
+					t.Errorf("%s[%d]: %v updated together, %v one by one", p, k, got[k], want[k])
+				}
+			}
+		}
+	}
+}
