@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOEXPERIMENT=simd
+# go.mod asks for Go 1.27: let an older go command fetch that toolchain (a go.env may say GOTOOLCHAIN=local).
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 CONCURRENCY=${CONCURRENCY:-1,8,64}
 DURATION=${DURATION:-20s}
 MAX_REQUESTS=${MAX_REQUESTS:-2000}

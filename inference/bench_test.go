@@ -23,7 +23,7 @@ func BenchmarkLogits(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	choice, err := engine.New()
+	choice, err := engine.NewFor(engine.Inference)
 	if err != nil {
 		b.Fatal(err)
 	}

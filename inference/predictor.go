@@ -4,8 +4,8 @@
 //
 // The networks take images of any size from their minimum on (models.Config.MinInputSize): Logits
 // accepts any size, and the model graph is compiled once per input shape. Predictions run on the
-// fastest engine available (engine.New: ONNX Runtime when installed, else the pure Go backend) unless
-// Options.Backend names another. A Batcher groups concurrent requests into batches, for servers.
+// fastest engine available (engine.NewFor(engine.Inference): ONNX Runtime, with its inference session options,
+// when installed, else the pure Go backend) unless Options.Backend names another. A Batcher groups concurrent requests into batches, for servers.
 package inference
 
 import (
@@ -39,8 +39,8 @@ const (
 type Options struct {
 	// Best loads the run's best checkpoint (best/) instead of its latest (checkpoint/).
 	Best bool
-	// Backend runs the model; nil creates the fastest engine available (engine.New), which Close
-	// finalizes.
+	// Backend runs the model; nil creates the fastest engine available for inference
+	// (engine.NewFor(engine.Inference)), which Close finalizes.
 	Backend compute.Backend
 	// TopK is how many classes a Prediction lists; 0 means DefaultTopK (at most the model's classes).
 	TopK int
@@ -131,7 +131,7 @@ func Load(runDir string, opts Options) (*Predictor, error) {
 	}
 	backend, engineDesc, own := opts.Backend, "", false
 	if backend == nil {
-		choice, err := engine.New()
+		choice, err := engine.NewFor(engine.Inference)
 		if err != nil {
 			return nil, fmt.Errorf("inference: %w", err)
 		}
