@@ -8,7 +8,6 @@ import (
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
-	. "github.com/gomlx/gomlx/support/exceptions"
 )
 
 // SeqConvImpl selects how a SeqConv layer computes its filters' first convolutions (the ones that read the
@@ -26,8 +25,9 @@ const (
 	// only the new groups' contributions are computed filter by filter, zero-padded to one shape per layer so
 	// that XLA compiles and autotunes it once; autodiff derives the gradients there. On ONNX Runtime (channels
 	// first, LoweringONNX) a bottleneck filter's 1x1 convolution is one batched matrix product of the
-	// concatenated pieces, with the gradients written per piece as on the Go backend (see doneFusedMatMul);
-	// plain filters there use the direct formulation.
+	// concatenated pieces in training, with the gradients written per piece as on the Go backend (see
+	// doneFusedMatMul), and plain filters there use the direct formulation; inference graphs, of both filter
+	// kinds, sum the convolutions of the whole input and of runs of the outputs (see doneFusedInference).
 	SeqConvFused SeqConvImpl = iota
 	// SeqConvDirect is the straightforward formulation of the paper's equations: for each filter, slice the
 	// view from the growing sequence, apply dropout to it, convolve it.
@@ -88,40 +88,9 @@ func (f *seqFilter) kernelRows(lo, start, width int) (block, mask *Node) {
 		}
 		f.rows[start] = [2]*Node{block, mask}
 	}()
-	q, viewW, k := f.weight.Shape().Dim(0), f.weight.Shape().Dim(2), f.weight.Shape().Dim(3)
-	a := max(lo-start, 0)           // first piece channel inside the view
-	b := min(lo+viewW-start, width) // end of the piece channels inside the view
-	if a >= b {
-		Panicf("SeqConv: piece [%d,%d) is outside the view starting at %d", start, start+width, lo)
-	}
-	block = SliceAxis(f.weight, 2, AxisRange(start+a-lo, start+b-lo))
-	if a > 0 || b < width {
-		parts := []*Node{}
-		g, dt := block.Graph(), block.DType()
-		if a > 0 {
-			parts = append(parts, Zeros(g, shapes.Make(dt, q, q, a, k)))
-		}
-		parts = append(parts, block)
-		if b < width {
-			parts = append(parts, Zeros(g, shapes.Make(dt, q, q, width-b, k)))
-		}
-		block = Concatenate(parts, 2)
-	}
+	block = viewRows(f.weight, lo, start, width)
 	if f.mask != nil {
-		n := f.mask.Shape().Dim(0)
-		mask = SliceAxis(f.mask, 1, AxisRange(start+a-lo, start+b-lo))
-		if a > 0 || b < width {
-			g, dt := mask.Graph(), mask.DType()
-			parts := []*Node{}
-			if a > 0 {
-				parts = append(parts, Zeros(g, shapes.Make(dt, n, a)))
-			}
-			parts = append(parts, mask)
-			if b < width {
-				parts = append(parts, Zeros(g, shapes.Make(dt, n, width-b)))
-			}
-			mask = Concatenate(parts, 1)
-		}
+		mask = viewPart(f.mask, 1, lo, start, width)
 	}
 	return block, mask
 }

@@ -94,12 +94,10 @@ func (b *SeqConvBuilder) doneFusedMatMul(plan seqPlan, shortcuts []*Node) (raws,
 			first--
 		}
 		f := &matmulFilter{start: starts[first]}
-		if lead := lo - f.start; lead > 0 {
-			// The first piece is partly outside the view: zero kernel rows (and multipliers) for those channels.
-			weight = Concatenate([]*Node{Zeros(g, shapes.Make(weight.DType(), lead, b.k)), weight}, 0)
-			if mask != nil {
-				mask = Concatenate([]*Node{Zeros(g, shapes.Make(mask.DType(), nImg, lead)), mask}, 1)
-			}
+		// The first piece may be partly outside the view: zero kernel rows (and multipliers) for those channels.
+		weight = viewPart(weight, 0, lo, f.start, hi-f.start)
+		if mask != nil {
+			mask = viewPart(mask, 1, lo, f.start, hi-f.start)
 		}
 		filters[j] = f
 		out := piecesProduct(concatAxis(pieces[first:], 1), weight, mask, f)
@@ -198,27 +196,35 @@ const seqChunk = 4
 // viewRows returns the rows of a view's weight [q, q, view width, k] (the view starting at sequence channel lo)
 // that read the sequence channels [start, start+width): [q, q, width, k], zeros for the channels outside the
 // view.
-func viewRows(weight *Node, lo, start, width int) *Node {
-	q, viewW, k := weight.Shape().Dim(0), weight.Shape().Dim(2), weight.Shape().Dim(3)
+func viewRows(weight *Node, lo, start, width int) *Node { return viewPart(weight, 2, lo, start, width) }
+
+// viewPart returns the part of v, whose axis holds the channels of a view starting at sequence channel lo, for
+// the sequence channels [start, start+width), with zeros for the channels outside the view.
+func viewPart(v *Node, axis, lo, start, width int) *Node {
+	viewW := v.Shape().Dim(axis)
 	a := max(lo-start, 0)           // first channel inside the view
 	e := min(lo+viewW-start, width) // end of the channels inside the view
 	if a >= e {
 		Panicf("SeqConv: channels [%d,%d) are outside the view [%d,%d)", start, start+width, lo, lo+viewW)
 	}
-	block := SliceAxis(weight, 2, AxisRange(start+a-lo, start+e-lo))
+	part := SliceAxis(v, axis, AxisRange(start+a-lo, start+e-lo))
 	if a == 0 && e == width {
-		return block
+		return part
 	}
-	g, dt := block.Graph(), block.DType()
+	zeros := func(c int) *Node {
+		dims := part.Shape().Clone().Dimensions
+		dims[axis] = c
+		return Zeros(part.Graph(), shapes.Make(part.DType(), dims...))
+	}
 	parts := []*Node{}
 	if a > 0 {
-		parts = append(parts, Zeros(g, shapes.Make(dt, q, q, a, k)))
+		parts = append(parts, zeros(a))
 	}
-	parts = append(parts, block)
+	parts = append(parts, part)
 	if e < width {
-		parts = append(parts, Zeros(g, shapes.Make(dt, q, q, width-e, k)))
+		parts = append(parts, zeros(width-e))
 	}
-	return Concatenate(parts, 2)
+	return Concatenate(parts, axis)
 }
 
 // perImageKernel returns kernel rows w [K, k] (or their transpose [k, K] when transposed) as the batch [N, ...] of the
