@@ -50,6 +50,19 @@ func ParseDataName(name string) (DataSpec, error) {
 		"train/ and val/ holding one folder per class)", ErrUnknownDataset, name)
 }
 
+// ParseRecordedDataName is ParseDataName for the data name a run recorded in its config.json, where an image
+// folder is recorded by its absolute path: the error says when that folder is gone.
+func ParseRecordedDataName(name string) (DataSpec, error) {
+	spec, err := ParseDataName(name)
+	if err == nil || !filepath.IsAbs(name) {
+		return spec, err
+	}
+	if _, statErr := os.Stat(name); statErr != nil {
+		return DataSpec{}, fmt.Errorf("the image folder %s is gone (%w)", name, statErr)
+	}
+	return DataSpec{}, fmt.Errorf("%s, the image folder, is not a directory", name)
+}
+
 // TrainedWithRandomResizedCrop reports whether a run of c trained with random resized crops: whether its
 // recorded augmentation, parsed by data.ParseAugmentation for its data set, starts with rrc. A run that
 // records none (imported weights), or one that does not parse, did not. The data set's kind comes from its

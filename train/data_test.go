@@ -34,6 +34,28 @@ func TestParseDataName(t *testing.T) {
 	}
 }
 
+func TestParseRecordedDataName(t *testing.T) {
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, wantErr string // wantErr: "" for none, else a part of the error
+	}{
+		{"cifar10", ""},
+		{dir, ""},
+		{filepath.Join(dir, "gone"), "the image folder " + filepath.Join(dir, "gone") + " is gone"},
+		{aFile, aFile + ", the image folder, is not a directory"},
+		{"svhn", `unknown dataset "svhn"`},
+	} {
+		_, err := ParseRecordedDataName(tc.name)
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("ParseRecordedDataName(%q) = %v, want an error containing %q", tc.name, err, tc.wantErr)
+		}
+	}
+}
+
 func TestCheckFolderLayout(t *testing.T) {
 	root := t.TempDir()
 	if err := os.Mkdir(filepath.Join(root, "train"), 0o755); err != nil {

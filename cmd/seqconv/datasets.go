@@ -45,6 +45,16 @@ func parseDataName(name string) (dataSpec, error) {
 	return spec, nil
 }
 
+// parseRecordedData parses the data name recorded in the config.json of the run directory that flag gave; a
+// bad one is a usage error that says where it comes from.
+func parseRecordedData(flag, dir, name string) (dataSpec, error) {
+	spec, err := train.ParseRecordedDataName(name)
+	if err != nil {
+		return dataSpec{}, usagef("%s %s: the data recorded in its %s: %v", flag, dir, train.ConfigFile, err)
+	}
+	return spec, nil
+}
+
 // checkFolderLayout checks that an image-folder dataset has train/ and val/ folders; a missing one is a usage
 // error.
 func checkFolderLayout(root string) error {

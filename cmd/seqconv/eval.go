@@ -129,14 +129,16 @@ func (o *evalOptions) execute(ctx context.Context, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	dataName, dataDir := o.data, o.dataDir
-	if dataName == "" {
-		if cfg.Data == "" {
-			return usagef("--run %s names no dataset in its %s (an imported run?): set --data", o.run, train.ConfigFile)
-		}
-		dataName = cfg.Data
+	dataDir := o.dataDir
+	var spec dataSpec
+	switch {
+	case o.data != "":
+		spec, err = parseDataName(o.data)
+	case cfg.Data == "":
+		return usagef("--run %s names no dataset in its %s (an imported run?): set --data", o.run, train.ConfigFile)
+	default:
+		spec, err = parseRecordedData("--run", o.run, cfg.Data)
 	}
-	spec, err := parseDataName(dataName)
 	if err != nil {
 		return err
 	}

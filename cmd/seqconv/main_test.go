@@ -96,6 +96,16 @@ func TestBadInputs(t *testing.T) {
 	if err := os.WriteFile(aFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A run trained on an image folder that is gone since.
+	goneRun, goneData := t.TempDir(), filepath.Join(t.TempDir(), "images")
+	config := `{"model": {"family": "seqresnet-cifar", "name": "seqresnet-mnist", "variant": "b", "in_channels": 1,
+		"classes": 10, "resolution": 28, "stem_stride": 2, "blocks_per_stage": [1, 1, 1], "pyramid_factor": [1, 2, 4],
+		"widening": 1, "granularity": [16], "drop_rate": 0}, "data": "` + goneData + `", "augmentation": "crop:2",
+		"epochs": 3, "batch_size": 128, "lr": 0.1}`
+	if err := os.WriteFile(filepath.Join(goneRun, "config.json"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	goneWant := "the data recorded in its config.json: the image folder " + goneData + " is gone"
 	tests := []struct {
 		name     string
 		args     []string
@@ -121,6 +131,8 @@ func TestBadInputs(t *testing.T) {
 		{"eval without run", []string{"eval"}, 2, "--run is required", true, false},
 		{"eval missing run", []string{"eval", "--run", filepath.Join(t.TempDir(), "nope")}, 2, "no such directory", true, false},
 		{"unknown data", []string{"train", "--data", "svhn", "--run", runDir}, 2, "unknown dataset", true, false},
+		{"eval, recorded data gone", []string{"eval", "--run", goneRun}, 2, "--run " + goneRun + ": " + goneWant, true, false},
+		{"resume, recorded data gone", []string{"train", "--resume", goneRun}, 2, "--resume " + goneRun + ": " + goneWant, true, false},
 		{"bad schedule", []string{"train", "--schedule", "linear", "--run", runDir}, 2, "--schedule", true, false},
 		{"bad milestones", []string{"train", "--milestones", "2,x", "--run", runDir}, 2, "--milestones", true, false},
 		{"bad augment", []string{"train", "--augment", "rotate", "--run", runDir}, 2, "--augment", true, false},

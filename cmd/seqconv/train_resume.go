@@ -30,9 +30,9 @@ func (o *trainOptions) resumePlan(fs *flagSet, set map[string]bool) (*trainPlan,
 	if err := o.checkResumeFlags(fs, set, cfg); err != nil {
 		return nil, err
 	}
-	spec, err := parseDataName(cfg.Data)
+	spec, err := parseRecordedData("--resume", dir, cfg.Data)
 	if err != nil {
-		return nil, fmt.Errorf("--resume %s: the data of its %s: %w", dir, train.ConfigFile, err)
+		return nil, err
 	}
 	p, err := parseAugment(cfg.Augmentation, spec.Kind)
 	if err != nil {
