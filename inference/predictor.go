@@ -5,7 +5,8 @@
 // The networks take images of any size from their minimum on (models.Config.MinInputSize): Logits
 // accepts any size, and the model graph is compiled once per input shape. Predictions run on the
 // fastest engine available (engine.NewFor(engine.Inference): ONNX Runtime, with its inference session options,
-// when installed, else the pure Go backend) unless Options.Backend names another. A Batcher groups concurrent requests into batches, for servers.
+// when installed, else the pure Go backend) unless Options.Backend names another. A Batcher groups concurrent
+// requests into batches, for servers.
 package inference
 
 import (
