@@ -80,30 +80,31 @@ func Write(store *model.Store, dir, name string, state any, keep int) error {
 		return err
 	}
 	manifest.WriteString(manifestLine(binSum, name+DataSuffix))
-	if state != nil {
-		b, err := json.MarshalIndent(state, "", "  ")
+	// writeJSON writes v as the file name+suffix (what the error calls it) and lists it in the manifest.
+	writeJSON := func(suffix, what, indent string, v any) error {
+		b, err := json.MarshalIndent(v, "", indent)
 		if err != nil {
-			return fmt.Errorf("encoding the training state: %w", err)
+			return fmt.Errorf("encoding the %s: %w", what, err)
 		}
-		sum, err := writeBytesAtomic(dir, name+StateSuffix, append(b, '\n'))
+		sum, err := writeBytesAtomic(dir, name+suffix, append(b, '\n'))
 		if err != nil {
 			return err
 		}
-		manifest.WriteString(manifestLine(sum, name+StateSuffix))
+		manifest.WriteString(manifestLine(sum, name+suffix))
+		return nil
+	}
+	if state != nil {
+		if err := writeJSON(StateSuffix, "training state", "  ", state); err != nil {
+			return err
+		}
 	}
 	for path, value := range store.IterParams() {
 		scope, key := model.SplitPath(path)
 		meta.Params = append(meta.Params, param{Scope: scope, Key: key, Value: value, ValueType: fmt.Sprintf("%T", value)})
 	}
-	b, err := json.MarshalIndent(&meta, "", "\t")
-	if err != nil {
-		return fmt.Errorf("encoding the checkpoint metadata: %w", err)
-	}
-	sum, err := writeBytesAtomic(dir, name+MetaSuffix, append(b, '\n'))
-	if err != nil {
+	if err := writeJSON(MetaSuffix, "checkpoint metadata", "\t", &meta); err != nil {
 		return err
 	}
-	manifest.WriteString(manifestLine(sum, name+MetaSuffix))
 	if _, err := writeBytesAtomic(dir, name+ManifestSuffix, []byte(manifest.String())); err != nil {
 		return err
 	}
