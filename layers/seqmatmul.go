@@ -188,9 +188,9 @@ func (b *SeqConvBuilder) doneFusedInference(plan seqPlan, shortcuts []*Node) (ra
 	return raws, acts
 }
 
-// seqChunk is how many filter outputs doneFusedInference concatenates into one piece. Measured on the CIFAR demo
-// model at batch 64 (2 cores): 1 (no concatenation) to 4 were alike, 8 slower, and one concatenation of all the
-// outputs a filter reads about 10% slower.
+// seqChunk is how many filter outputs doneFusedInference concatenates into one piece. Of the sizes tried on the
+// CIFAR demo model at batch 64, 1 (no concatenation) to 4 ran alike and 8 slower; one concatenation of all the
+// outputs a filter reads, as before, was slower still.
 const seqChunk = 4
 
 // viewRows returns the rows of a view's weight [q, q, view width, k] (the view starting at sequence channel lo)
